@@ -1,0 +1,39 @@
+"""Start the agent in a process we launched (``memtui run``).
+
+The launcher puts ``memtui/agent/_site`` first on PYTHONPATH; its sitecustomize makes only the
+``memtui`` package importable from the launcher's install (nothing else from that environment leaks
+into the target) and calls :func:`autostart`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+ENV_AUTOSTART = "MEMTUI_AUTOSTART"
+ENV_PACKAGE_PARENT = "MEMTUI_PACKAGE_PARENT"
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
+
+
+def launch_environ(base: dict, options_json: str = "") -> dict:
+    """The environment for a child that should start with the agent running."""
+    env = dict(base)
+    parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    existing = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = SITE_DIR + (os.pathsep + existing if existing else "")
+    env[ENV_AUTOSTART] = "1"
+    env[ENV_PACKAGE_PARENT] = parent
+    if options_json:
+        env["MEMTUI_AGENT_OPTIONS"] = options_json
+    return env
+
+
+def autostart() -> None:
+    """Called from the sitecustomize shim at interpreter start-up when MEMTUI_AUTOSTART=1."""
+    if os.environ.get(ENV_AUTOSTART) != "1":
+        return
+    from memtui.agent import core  # noqa: PLC0415
+
+    try:
+        core.start()
+    except Exception as exc:  # a bad option must not stop the user's program from running
+        sys.stderr.write("memtui: agent not started: %s\n" % exc)

@@ -1,0 +1,440 @@
+"""The in-process agent: lifecycle, the sampling thread, the history ring, alerts, dormant install.
+
+Rules it lives by: never raise into the host from a background path, bounded memory, stop at exit,
+survive fork, and ``MEMTUI_DISABLE=1`` makes every entry point a no-op.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal as _signal
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import _tracemalloc
+
+from .. import paths
+from .collectors.heap import HeapCollector
+from .collectors.process import ProcessCollector, effective_limit
+from .events import EventLog
+from .options import AgentOptions
+from .registry import ComponentRegistry
+
+AGENT_VERSION = "0.1.0"
+
+# Columns of one history row; rows are tuples to keep 600 samples well under a megabyte.
+HISTORY_FIELDS = (
+    "seq", "t", "rss", "vms", "uss", "pss", "swap", "threads", "fds",
+    "traced", "traced_peak", "gc_count0", "gc_count1", "gc_count2",
+    "collections0", "collections1", "collections2", "collected", "uncollectable",
+    "gc_pause_max_ms", "memory_pct",
+)
+
+
+def disabled(environ: Optional[Dict[str, str]] = None) -> bool:
+    value = (os.environ if environ is None else environ).get("MEMTUI_DISABLE", "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+class TokenBucket:
+    """Rate limit for mutating ops; shared by all connections so reconnecting does not reset it."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst = float(max(1, burst))
+        self.rate = float(rate)
+        self.tokens = self.burst
+        self.last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0.0 when allowed, else the seconds until a token is available."""
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
+
+
+class Agent:
+    def __init__(self, options: AgentOptions, registry: Optional[ComponentRegistry] = None) -> None:
+        self.options = options
+        self.registry = registry if registry is not None else ComponentRegistry()
+        self.events = EventLog(options.events)
+        self.process = ProcessCollector()
+        self.heap = HeapCollector()
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self._mono0 = time.monotonic()
+        self.limit = effective_limit(options.memory_limit)
+        self.level = "ok"
+        self.errors: Deque[Tuple[float, str, str]] = deque(maxlen=50)
+        self._error_last: Dict[str, float] = {}
+        self.bucket = TokenBucket(options.mutations_burst, options.mutations_per_s)
+        self._rows: Deque[tuple] = deque(maxlen=options.history)
+        self._comp_rows: Deque[Tuple[int, Dict[str, Any]]] = deque(maxlen=options.component_history)
+        self._hist_lock = threading.Lock()
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.server: Any = None
+        self.running = False
+
+    # lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "Agent":
+        self.heap.install()
+        if self.options.trace and not _tracemalloc.is_tracing():
+            _tracemalloc.start(self.options.trace_frames)
+        self.running = True
+        self._thread = threading.Thread(target=self._run, name="memtui-sampler", daemon=True)
+        self._thread.start()
+        if self.options.serve:
+            self._start_server()
+        self.events.emit("agent", "info", "agent started in PID %d" % self.pid,
+                         socket=self.socket_path, env=self.options.env)
+        return self
+
+    def _start_server(self) -> None:
+        from .server import SocketServer  # the socket machinery is only loaded when serving
+
+        directory = self.options.runtime_dir or paths.runtime_dir()
+        path = self.options.socket_path or paths.socket_path(self.pid, directory)
+        try:
+            self.server = SocketServer(self, path)
+            self.server.start()
+        except Exception as exc:
+            self.server = None
+            self.record_error("server", exc, always=True)
+
+    @property
+    def socket_path(self) -> Optional[str]:
+        return self.server.path if self.server is not None else None
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop()
+        self.heap.uninstall()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=2.0)
+
+    def abandon_in_child(self) -> None:
+        """After fork, in the child: let go of the parent's listener and threads without touching
+        anything the parent still owns (its socket path stays)."""
+        self.running = False
+        if self.server is not None:
+            self.server.abandon()
+        self.heap.uninstall()
+
+    # errors --------------------------------------------------------------------------------
+    def record_error(self, where: str, exc: BaseException, always: bool = False) -> None:
+        """Keep the error and surface it as an event at most once a minute per place."""
+        msg = "%s: %s" % (type(exc).__name__, exc)
+        now = time.monotonic()
+        self.errors.append((time.time(), where, msg))
+        if always or now - self._error_last.get(where, -1e9) > 60.0:
+            self._error_last[where] = now
+            self.events.emit("agent.error", "warning", "memtui %s failed: %s" % (where, msg),
+                             where=where)
+        if os.environ.get("MEMTUI_DEBUG"):
+            sys.stderr.write("memtui: %s failed: %s\n" % (where, msg))
+
+    # sampling ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        interval = self.options.interval
+        next_t = time.monotonic()
+        while self.running:
+            try:
+                self.sample(record=True)
+            except Exception as exc:
+                self.record_error("sampler", exc)
+            next_t += interval
+            now = time.monotonic()
+            if next_t < now:  # fell behind (suspended, overloaded): skip, do not burst
+                next_t = now + interval
+            if self._stop.wait(next_t - now):
+                return
+
+    def memory_state(self, rss: int) -> Dict[str, Any]:
+        limit = self.limit.get("bytes")
+        pct = (100.0 * rss / limit) if limit else None
+        return {"limit": limit, "limit_source": self.limit.get("source"), "percent": pct,
+                "level": self.level, "warning_pct": self.options.warning_pct,
+                "critical_pct": self.options.critical_pct}
+
+    def sample(self, record: bool = False, components: bool = True) -> Dict[str, Any]:
+        proc = self.process.collect()
+        heap = self.heap.collect()
+        comps = self.registry.collect() if (components or record) else None
+        if record:
+            self._check_memory(proc.get("rss", 0))
+        sample: Dict[str, Any] = {
+            "t": time.time(),
+            "uptime": time.monotonic() - self._mono0,
+            "pid": self.pid,
+            "process": proc,
+            "heap": heap,
+            "memory": self.memory_state(proc.get("rss", 0)),
+        }
+        if components:
+            sample["components"] = comps
+        if record:
+            self._record(sample, comps or {})
+        else:
+            sample["seq"] = self._seq
+        return sample
+
+    def _record(self, sample: Dict[str, Any], comps: Dict[str, Any]) -> None:
+        p, gc_ = sample["process"], sample["heap"]["gc"]
+        tm = sample["heap"]["tracemalloc"]
+        pause_max = self.heap.take_window_max() * 1000.0
+        with self._hist_lock:
+            self._seq += 1
+            seq = self._seq
+            sample["seq"] = seq
+            self._rows.append((
+                seq, sample["t"], p.get("rss"), p.get("vms"), p.get("uss"), p.get("pss"),
+                p.get("swap"), p.get("threads"), p.get("fds"),
+                tm.get("current"), tm.get("peak"),
+                gc_["counts"][0], gc_["counts"][1], gc_["counts"][2],
+                gc_["collections"][0], gc_["collections"][1], gc_["collections"][2],
+                sum(gc_["collected"]), sum(gc_["uncollectable"]),
+                round(pause_max, 3), sample["memory"]["percent"],
+            ))
+            if self.options.component_history:
+                self._comp_rows.append((seq, comps))
+
+    def history(self, since: int = 0, limit: Optional[int] = None,
+                components: bool = False) -> Dict[str, Any]:
+        with self._hist_lock:
+            rows = [r for r in self._rows if r[0] > since]
+            comp = [c for c in self._comp_rows if c[0] > since] if components else []
+            last = self._seq
+        if limit is not None:
+            rows = rows[-limit:]
+            comp = comp[-limit:]
+        out: Dict[str, Any] = {"fields": list(HISTORY_FIELDS), "rows": [list(r) for r in rows],
+                               "last_seq": last, "interval": self.options.interval,
+                               "capacity": self.options.history}
+        if components:
+            out["components"] = [{"seq": s, "components": c} for s, c in comp]
+        return out
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    # alerts --------------------------------------------------------------------------------
+    def _check_memory(self, rss: int) -> None:
+        limit = self.limit.get("bytes")
+        if not limit:
+            return
+        pct = 100.0 * rss / limit
+        o = self.options
+        level = self.level
+        if pct >= o.critical_pct:
+            new = "critical"
+        elif pct >= o.warning_pct:
+            # stay critical until clearly below the critical line
+            new = "critical" if level == "critical" and pct >= o.critical_pct - o.hysteresis_pct \
+                else "warning"
+        elif level != "ok" and pct >= o.warning_pct - o.hysteresis_pct:
+            new = "warning"
+        else:
+            new = "ok"
+        if new == level:
+            return
+        self.level = new
+        data = {"alert": "memory", "state": new, "previous": level, "rss": rss, "limit": limit,
+                "limit_source": self.limit.get("source"), "percent": round(pct, 2)}
+        text = "RSS %s is %.1f%% of the %s limit (%s)" % (
+            _fmt_bytes(rss), pct, _fmt_bytes(limit), self.limit.get("source"))
+        if new == "ok":
+            self.events.emit("alert", "info", "memory back to normal: " + text, **data)
+        else:
+            self.events.emit("alert", new, "memory %s: %s" % (new, text), **data)
+
+    def hello(self) -> Dict[str, Any]:
+        return {
+            "agent_version": AGENT_VERSION,
+            "protocol": 1,
+            "pid": self.pid,
+            "ppid": os.getppid(),
+            "python": {
+                "version": "%d.%d.%d" % sys.version_info[:3],
+                "implementation": sys.implementation.name,
+                "executable": sys.executable,
+            },
+            "argv": list(sys.argv),
+            "env": self.options.env,
+            "started_at": self.started_at,
+            "uptime": time.monotonic() - self._mono0,
+            "interval": self.options.interval,
+            "socket": self.socket_path,
+            "tracing": _tracemalloc.is_tracing(),
+            "memory_limit": self.limit,
+        }
+
+
+def _fmt_bytes(n: Optional[float]) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024.0
+    return "%.1f TiB" % value
+
+
+# -- the process-wide agent ---------------------------------------------------------------------
+_LOCK = threading.RLock()
+_AGENT: Optional[Agent] = None
+_REGISTRY = ComponentRegistry()
+_INSTALLED: Dict[str, Any] = {}
+_HOOKS = False
+
+
+def _ensure_hooks() -> None:
+    global _HOOKS
+    if _HOOKS:
+        return
+    _HOOKS = True
+    atexit.register(stop)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_child)
+
+
+def _after_fork_child() -> None:
+    """In a forked child: drop the parent's listener (never unlink it) and serve our own PID."""
+    global _AGENT, _LOCK, _REGISTRY
+    _LOCK = threading.RLock()  # the parent's may have been held by another thread at fork time
+    old = _AGENT
+    if old is None or not old.running:
+        _REGISTRY = _REGISTRY.clone()
+        return
+    try:
+        old.abandon_in_child()
+        _REGISTRY = old.registry.clone()
+        opts = old.options
+        if opts.socket_path:
+            opts = opts.replace(socket_path=None, runtime_dir=os.path.dirname(opts.socket_path))
+        _AGENT = Agent(opts, _REGISTRY).start()
+    except Exception:  # the child must carry on whatever happens here
+        _AGENT = None
+
+
+def current() -> Optional[Agent]:
+    agent = _AGENT
+    return agent if agent is not None and agent.running else None
+
+
+def start(env: Optional[str] = None, **options: Any) -> Optional[Agent]:
+    """Start the agent in this process (idempotent) and return it; None when MEMTUI_DISABLE=1.
+
+    Keyword options are those of AgentOptions (``interval="500ms"``, ``memory_limit="1GiB"``,
+    ``trace=True`` ...), layered over ``MEMTUI_AGENT_OPTIONS``. Bad options raise ValueError here,
+    at the call site; nothing later raises into the application.
+    """
+    global _AGENT
+    if disabled():
+        return None
+    if env is not None:
+        options["env"] = env
+    opts = AgentOptions.from_env().merged(options) if options else AgentOptions.from_env()
+    with _LOCK:
+        if _AGENT is not None and _AGENT.running:
+            return _AGENT
+        _ensure_hooks()
+        _AGENT = Agent(opts, _REGISTRY).start()
+        return _AGENT
+
+
+def stop() -> None:
+    """Stop the agent and remove its socket. Safe to call at any time, any number of times."""
+    global _AGENT
+    with _LOCK:
+        agent, _AGENT = _AGENT, None
+    if agent is not None:
+        try:
+            agent.stop()
+        except Exception:
+            pass
+
+
+def install(signal: Any = None, force: bool = False, **options: Any) -> bool:
+    """Install the agent dormant: only a signal handler, no thread, no socket, until the signal
+    (default SIGUSR2) arrives. Returns False, with a RuntimeWarning, when it cannot install.
+    """
+    if disabled():
+        return False
+    if signal is not None:
+        options["signal"] = signal
+    opts = AgentOptions.from_env().merged(options) if options else AgentOptions.from_env()
+    sig = opts.signal
+    if threading.current_thread() is not threading.main_thread():
+        warnings.warn("memtui.install() must be called from the main thread; not installed",
+                      RuntimeWarning, stacklevel=2)
+        return False
+    previous = _signal.getsignal(sig)
+    if previous not in (_signal.SIG_DFL, None) and previous is not _on_signal and not force:
+        warnings.warn(
+            "memtui.install(): %s already has a handler (%r); pass signal=... to use another "
+            "signal, or force=True to replace it. Not installed." % (_signal.Signals(sig).name,
+                                                                     previous),
+            RuntimeWarning, stacklevel=2)
+        return False
+    _INSTALLED.clear()
+    _INSTALLED.update(options=opts, signal=sig, previous=previous)
+    _signal.signal(sig, _on_signal)
+    _ensure_hooks()
+    return True
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # A signal handler runs between bytecodes of the main thread: hand the work to a thread.
+    if current() is not None or _INSTALLED.get("activating"):
+        return
+    _INSTALLED["activating"] = True
+    threading.Thread(target=_activate, name="memtui-activate", daemon=True).start()
+
+
+def _activate() -> None:
+    global _AGENT
+    try:
+        with _LOCK:
+            if _AGENT is None or not _AGENT.running:
+                _AGENT = Agent(_INSTALLED["options"], _REGISTRY).start()
+                _AGENT.events.emit("agent", "info", "activated by signal %d" % _INSTALLED["signal"])
+    except Exception:
+        pass
+    finally:
+        _INSTALLED["activating"] = False
+
+
+def installed_signal() -> Optional[int]:
+    return _INSTALLED.get("signal")
+
+
+def register(component: Any, name: Optional[str] = None, kind: Optional[str] = None,
+             strong: bool = False) -> str:
+    """Register a component with the process-wide registry (works before or after start)."""
+    return _REGISTRY.register(component, name=name, kind=kind, strong=strong)
+
+
+def unregister(component_or_name: Any) -> bool:
+    return _REGISTRY.unregister(component_or_name)
+
+
+def registry() -> ComponentRegistry:
+    return _REGISTRY

@@ -1,0 +1,225 @@
+"""The agent's operations: argument checking, rate limiting of mutating ops, and dispatch.
+
+Each op declares the arguments it accepts; anything else is a ``bad_args`` error before it runs.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import _tracemalloc
+
+from .. import protocol
+
+Handler = Callable[[Any, "Args", Dict[str, Any]], Any]
+OPS: Dict[str, Tuple[Handler, bool, Tuple[str, ...]]] = {}
+_AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the memtui package
+
+
+class BadArgs(Exception):
+    pass
+
+
+class Unavailable(Exception):
+    pass
+
+
+class Args:
+    def __init__(self, op: str, raw: Dict[str, Any]) -> None:
+        self.op = op
+        self.raw = raw
+
+    def int(self, key: str, default: Optional[int], lo: int, hi: int) -> Optional[int]:
+        value = self.raw.get(key, default)
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadArgs("%s: argument %r must be an integer, got %r" % (self.op, key, value))
+        if not lo <= value <= hi:
+            raise BadArgs("%s: argument %r must be between %d and %d, got %d"
+                          % (self.op, key, lo, hi, value))
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise BadArgs("%s: argument %r must be true or false, got %r" % (self.op, key, value))
+        return value
+
+    def choice(self, key: str, default: str, choices: Tuple[str, ...]) -> str:
+        value = self.raw.get(key, default)
+        if value not in choices:
+            raise BadArgs("%s: argument %r must be one of %s, got %r"
+                          % (self.op, key, ", ".join(choices), value))
+        return value
+
+
+def op(name: str, args: Tuple[str, ...] = (), mutating: bool = False) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        OPS[name] = (fn, mutating, args)
+        return fn
+    return deco
+
+
+def dispatch(agent: Any, msg: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, Any]:
+    """Turn one decoded request into one response dict; never raises."""
+    req_id = msg.get("id")
+    if isinstance(req_id, bool) or not isinstance(req_id, (int, str, type(None))):
+        return protocol.error(None, protocol.BAD_REQUEST, "request id must be an integer or string")
+    version = msg.get("v", protocol.VERSION)
+    if version != protocol.VERSION:
+        return protocol.error(req_id, protocol.UNSUPPORTED_VERSION,
+                              "protocol version %r is not supported; this agent speaks %d"
+                              % (version, protocol.VERSION))
+    name = msg.get("op")
+    if not isinstance(name, str):
+        return protocol.error(req_id, protocol.BAD_REQUEST, "request has no 'op' string")
+    entry = OPS.get(name)
+    if entry is None:
+        return protocol.error(req_id, protocol.UNKNOWN_OP, "unknown op %r; this agent knows %s"
+                              % (name[:64], ", ".join(sorted(OPS))))
+    handler, mutating, allowed = entry
+    raw = msg.get("args") or {}
+    if not isinstance(raw, dict):
+        return protocol.error(req_id, protocol.BAD_ARGS, "%s: 'args' must be an object" % name)
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        return protocol.error(req_id, protocol.BAD_ARGS, "%s: unknown argument %s; accepted: %s"
+                              % (name, ", ".join(repr(u[:64]) for u in unknown),
+                                 ", ".join(allowed) or "none"))
+    if mutating:
+        wait = agent.bucket.take()
+        if wait:
+            return protocol.error(req_id, protocol.RATE_LIMITED,
+                                  "%s is rate-limited; retry in %.1fs" % (name, wait),
+                                  retry_after_s=round(wait, 3))
+    try:
+        return protocol.ok(req_id, handler(agent, Args(name, raw), ctx))
+    except BadArgs as exc:
+        return protocol.error(req_id, protocol.BAD_ARGS, str(exc))
+    except Unavailable as exc:
+        return protocol.error(req_id, protocol.UNAVAILABLE, str(exc))
+    except Exception as exc:
+        agent.record_error("op " + name, exc)
+        return protocol.error(req_id, protocol.INTERNAL, "%s failed: %s: %s"
+                              % (name, type(exc).__name__, exc))
+
+
+@op("hello")
+def _hello(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    info = agent.hello()
+    info["ops"] = sorted(OPS)
+    info["mutating_ops"] = sorted(k for k, v in OPS.items() if v[1])
+    return info
+
+
+@op("stats", args=("components",))
+def _stats(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    sample = agent.sample(record=False, components=a.bool("components", True))
+    sample["events_seq"] = agent.events.last_seq
+    if agent.server is not None:
+        sample["agent"] = {"clients": agent.server.clients, "accepted": agent.server.accepted,
+                           "refused": agent.server.refused, "dropped": agent.server.dropped,
+                           "errors": len(agent.errors)}
+    return sample
+
+
+@op("history", args=("since", "limit", "components"))
+def _history(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    since = a.int("since", 0, 0, 2 ** 62)
+    limit = a.int("limit", None, 1, agent.options.history)
+    return agent.history(since=since or 0, limit=limit, components=a.bool("components", False))
+
+
+@op("events", args=("since", "limit"))
+def _events(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    return agent.events.since(a.int("since", 0, 0, 2 ** 62) or 0, a.int("limit", 200, 1, 1000))
+
+
+@op("gc.collect", args=("generation",), mutating=True)
+def _gc_collect(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    gen = a.int("generation", 2, 0, 2)
+    before = agent.process.collect().get("rss", 0)
+    t0 = time.perf_counter()
+    collected = gc.collect(gen)
+    ms = (time.perf_counter() - t0) * 1000.0
+    after = agent.process.collect().get("rss", 0)
+    agent.events.emit("action", "info",
+                      "gc.collect(%d) found %d unreachable objects in %.1f ms" % (gen, collected, ms),
+                      action="gc.collect", generation=gen, collected=collected, duration_ms=ms,
+                      rss_freed=before - after, peer_pid=ctx.get("peer_pid"))
+    return {"generation": gen, "collected": collected, "duration_ms": ms,
+            "rss_before": before, "rss_after": after, "rss_freed": before - after}
+
+
+@op("trace.start", args=("nframes",), mutating=True)
+def _trace_start(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    nframes = a.int("nframes", agent.options.trace_frames, 1, 100)
+    if _tracemalloc.is_tracing():
+        current = _tracemalloc.get_traceback_limit()
+        if current != nframes and "nframes" in a.raw:
+            raise BadArgs("trace.start: already tracing with %d frames; stop tracing first to "
+                          "change it to %d" % (current, nframes))
+        return {"tracing": True, "nframes": current, "already": True}
+    import tracemalloc  # noqa: F401,PLC0415 - import now so heap.top's later import is not traced
+
+    _tracemalloc.start(nframes)
+    agent.events.emit("action", "info", "tracemalloc started with %d frame(s)" % nframes,
+                      action="trace.start", nframes=nframes, peer_pid=ctx.get("peer_pid"))
+    return {"tracing": True, "nframes": nframes, "already": False}
+
+
+@op("trace.stop", mutating=True)
+def _trace_stop(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    was = _tracemalloc.is_tracing()
+    if was:
+        _tracemalloc.stop()
+        agent.events.emit("action", "info", "tracemalloc stopped", action="trace.stop",
+                          peer_pid=ctx.get("peer_pid"))
+    return {"tracing": False, "was_tracing": was}
+
+
+@op("heap.top", args=("limit", "group_by", "include_agent"))
+def _heap_top(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    limit = a.int("limit", 20, 1, 500)
+    group_by = a.choice("group_by", "lineno", ("lineno", "filename", "traceback"))
+    include_agent = a.bool("include_agent", False)
+    if not _tracemalloc.is_tracing():
+        raise Unavailable("tracemalloc is not tracing in PID %d; start it with "
+                          "`memtui trace %d start`" % (agent.pid, agent.pid))
+    import tracemalloc  # noqa: PLC0415 - heavy (pickle, linecache); only this op needs it
+
+    t0 = time.perf_counter()
+    snap = tracemalloc.take_snapshot()
+    excluded = [tracemalloc.Filter(False, tracemalloc.__file__),
+                tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+                tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+                tracemalloc.Filter(False, "<unknown>")]
+    if not include_agent:
+        excluded.append(tracemalloc.Filter(False, os.path.join(_AGENT_DIR, "agent", "*")))
+    snap = snap.filter_traces(excluded)
+    stats = snap.statistics(group_by)
+    entries = []
+    for st in stats[:limit]:
+        frame = st.traceback[0]
+        item: Dict[str, Any] = {
+            "file": frame.filename,
+            "line": frame.lineno if group_by != "filename" else None,
+            "size": st.size,
+            "count": st.count,
+            "avg": st.size // st.count if st.count else 0,
+        }
+        if group_by == "traceback":
+            item["traceback"] = ["%s:%d" % (f.filename, f.lineno) for f in st.traceback]
+        entries.append(item)
+    return {
+        "group_by": group_by,
+        "entries": entries,
+        "sites": len(stats),
+        "total_size": sum(s.size for s in stats),
+        "total_count": sum(s.count for s in stats),
+        "nframes": tracemalloc.get_traceback_limit(),
+        "elapsed_ms": (time.perf_counter() - t0) * 1000.0,
+    }

@@ -1,0 +1,158 @@
+"""The agent's settings as one frozen dataclass, built from keywords or from ``MEMTUI_AGENT_OPTIONS``.
+
+Sizes accept units (``"512MiB"``, ``"1.5GB"``) and durations accept ``"90s"``, ``"250ms"``, ``"2m"``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from dataclasses import dataclass, fields, replace
+from typing import Any, Dict, Mapping, Optional
+
+ENV_OPTIONS = "MEMTUI_AGENT_OPTIONS"
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
+    "t": 1000 ** 4, "tb": 1000 ** 4,
+    "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4,
+}
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_NUM_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a string with a unit; ValueError names the bad value."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size, got %r" % value)
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("size must not be negative: %r" % value)
+        return int(value)
+    m = _NUM_UNIT.match(str(value))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError("not a size: %r (try 512MiB, 2GB or a number of bytes)" % value)
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string with a unit."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got %r" % value)
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("duration must not be negative: %r" % value)
+        return float(value)
+    m = _NUM_UNIT.match(str(value))
+    if not m or m.group(2).lower() not in _DURATION_UNITS:
+        raise ValueError("not a duration: %r (try 250ms, 90s or 2m)" % value)
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+
+
+def parse_signal(value: Any) -> int:
+    if isinstance(value, int):
+        return int(value)
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal, name, None)
+    if not isinstance(sig, int):
+        raise ValueError("not a signal: %r" % value)
+    return int(sig)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    env: str = "dev"
+    interval: float = 1.0  # seconds between samples
+    history: int = 600  # samples kept in the ring buffer
+    component_history: int = 120  # samples that also keep every component's stats
+    events: int = 1000  # events kept
+    memory_limit: Optional[int] = None  # bytes; None: cgroup limit, else machine RAM
+    warning_pct: float = 80.0
+    critical_pct: float = 95.0
+    hysteresis_pct: float = 5.0  # an alert clears this many points below its threshold
+    trace: bool = False  # start tracemalloc with the agent
+    trace_frames: int = 1
+    runtime_dir: Optional[str] = None
+    socket_path: Optional[str] = None
+    serve: bool = True
+    max_clients: int = 32
+    request_timeout: float = 10.0  # a started request frame must complete within this
+    write_timeout: float = 10.0  # a reply must make progress within this
+    idle_timeout: float = 600.0
+    mutations_burst: int = 5  # mutating ops: token bucket size...
+    mutations_per_s: float = 0.5  # ...and refill rate
+    signal: int = int(getattr(signal, "SIGUSR2", 12))
+
+    _CONVERT = {
+        "interval": parse_duration, "request_timeout": parse_duration,
+        "write_timeout": parse_duration, "idle_timeout": parse_duration,
+        "memory_limit": lambda v: None if v in (None, "", 0) else parse_size(v),
+        "signal": parse_signal,
+    }
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "AgentOptions":
+        """Build from a mapping; unknown keys and bad values raise ValueError naming the key."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: Dict[str, Any] = {}
+        for key, raw in values.items():
+            if key not in known:
+                raise ValueError("unknown agent option %r" % key)
+            conv = cls._CONVERT.get(key)
+            try:
+                if conv is not None:
+                    value = conv(raw)
+                elif raw is None:
+                    value = None
+                else:
+                    default = known[key].default
+                    typ = type(default) if default is not None else str
+                    if typ is bool and not isinstance(raw, bool):
+                        raise ValueError("expected true or false")
+                    value = typ(raw)
+            except (TypeError, ValueError) as exc:
+                raise ValueError("agent option %s: %s" % (key, exc)) from None
+            kwargs[key] = value
+        opts = cls(**kwargs)
+        opts.check()
+        return opts
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "AgentOptions":
+        raw = (os.environ if environ is None else environ).get(ENV_OPTIONS)
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError("%s is not valid JSON" % ENV_OPTIONS) from None
+        if not isinstance(data, dict):
+            raise ValueError("%s must be a JSON object" % ENV_OPTIONS)
+        return cls.from_mapping(data)
+
+    def merged(self, values: Mapping[str, Any]) -> "AgentOptions":
+        base = {f.name: getattr(self, f.name) for f in fields(self)}
+        base.update(values)
+        return type(self).from_mapping(base)
+
+    def check(self) -> None:
+        if self.interval <= 0:
+            raise ValueError("agent option interval must be > 0")
+        if self.history < 2 or self.component_history < 0 or self.events < 1:
+            raise ValueError("agent options history >= 2, component_history >= 0, events >= 1")
+        if not 0 < self.warning_pct < self.critical_pct:
+            raise ValueError("agent options need 0 < warning_pct < critical_pct")
+        if not 1 <= self.trace_frames <= 100:
+            raise ValueError("agent option trace_frames must be between 1 and 100")
+        if self.max_clients < 1:
+            raise ValueError("agent option max_clients must be >= 1")
+
+    def replace(self, **changes: Any) -> "AgentOptions":
+        return replace(self, **changes)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

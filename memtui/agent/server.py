@@ -1,0 +1,338 @@
+"""Unix socket server inside the target: one selector thread, peer-uid check before reading a byte,
+capped frames, one reply in flight per connection (backpressure), and timeouts for slow peers.
+
+A single thread keeps the agent's footprint fixed whatever clients do: 100 clients cost 100 small
+buffers, not 100 threads.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import stat
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, Dict, Optional
+
+from .. import paths, protocol
+from . import ops
+
+peer_credentials = protocol.peer_credentials
+
+class _Conn:
+    __slots__ = ("sock", "decoder", "pending", "out", "started", "last_io", "last_write",
+                 "closing", "peer_pid", "mask")
+
+    def __init__(self, sock: socket.socket, peer_pid: int) -> None:
+        now = time.monotonic()
+        self.sock = sock
+        self.decoder = protocol.FrameDecoder(protocol.MAX_REQUEST)
+        self.pending: Deque[bytes] = deque()
+        self.out = bytearray()
+        self.started: Optional[float] = None  # first byte of the frame being received
+        self.last_io = now
+        self.last_write = now
+        self.closing = False
+        self.peer_pid = peer_pid
+        self.mask = selectors.EVENT_READ
+
+
+class SocketServer:
+    def __init__(self, agent: Any, path: str) -> None:
+        self.agent = agent
+        self.options = agent.options
+        self.path = os.path.abspath(path)
+        self._euid = os.geteuid()
+        self._listener: Optional[socket.socket] = None
+        self._sel: Optional[selectors.BaseSelector] = None
+        self._wake_r: Optional[socket.socket] = None
+        self._wake_w: Optional[socket.socket] = None
+        self._conns: Dict[int, _Conn] = {}
+        self._ident: Optional[tuple] = None
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+        self.accepted = 0
+        self.refused = 0
+        self.dropped = 0
+
+    # setup / teardown ----------------------------------------------------------------------
+    def start(self) -> None:
+        directory = os.path.dirname(self.path)
+        paths.ensure_private_dir(directory)
+        tmp = os.path.join(directory, ".%d.%s.tmp" % (os.getpid(), os.urandom(4).hex()))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(tmp)
+            os.chmod(tmp, 0o600)  # private before it has its public name
+            sock.listen(64)
+            # rename() replaces whatever is at the final name (a stale socket, a planted
+            # symlink) without following it.
+            os.rename(tmp, self.path)
+        except BaseException:
+            sock.close()
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        st = os.lstat(self.path)
+        self._ident = (st.st_dev, st.st_ino)
+        sock.setblocking(False)
+        self._listener = sock
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(sock, selectors.EVENT_READ, None)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread = threading.Thread(target=self._run, name="memtui-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._wake_w is not None:
+                self._wake_w.send(b"x")
+        except OSError:
+            pass
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=2.0)
+        self._unlink_own()
+
+    def _unlink_own(self) -> None:
+        """Remove the socket path only if it is still the inode we bound (never someone else's)."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return
+        if self._ident == (st.st_dev, st.st_ino) and stat.S_ISSOCK(st.st_mode):
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    def abandon(self) -> None:
+        """In a forked child: close inherited descriptors; leave the parent's path alone."""
+        self._closed = True
+        for conn in list(self._conns.values()):
+            _close_quietly(conn.sock)
+        self._conns.clear()
+        for s in (self._listener, self._wake_r, self._wake_w):
+            _close_quietly(s)
+        if self._sel is not None:
+            try:
+                self._sel.close()
+            except Exception:
+                pass
+
+    @property
+    def clients(self) -> int:
+        return len(self._conns)
+
+    # loop ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        sel = self._sel
+        assert sel is not None
+        while not self._closed:
+            try:
+                for key, mask in sel.select(timeout=0.25):
+                    if key.data is None:
+                        self._accept()
+                    elif key.data == "wake":
+                        try:
+                            self._wake_r.recv(64)  # type: ignore[union-attr]
+                        except OSError:
+                            pass
+                    else:
+                        conn = key.data
+                        if mask & selectors.EVENT_READ:
+                            self._on_read(conn)
+                        if mask & selectors.EVENT_WRITE and conn.sock.fileno() in self._conns:
+                            self._on_write(conn)
+                self._reap()
+            except Exception as exc:  # never let one bad moment kill the server
+                self.agent.record_error("server", exc)
+                time.sleep(0.05)
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        for s in (self._listener, self._wake_r, self._wake_w):
+            _close_quietly(s)
+        try:
+            sel.close()
+        except Exception:
+            pass
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: report, keep serving the rest
+                self.agent.record_error("accept", exc)
+                return
+            try:
+                pid, uid, _gid = peer_credentials(sock)
+            except OSError:
+                _close_quietly(sock)
+                continue
+            if uid != self._euid and uid != 0:
+                self.refused += 1
+                self._refuse(sock, protocol.PERMISSION_DENIED,
+                             "this agent serves uid %d and root only, not uid %d"
+                             % (self._euid, uid))
+                self.agent.events.emit("security", "warning",
+                                       "refused a client of uid %d (PID %d)" % (uid, pid),
+                                       uid=uid, peer_pid=pid)
+                continue
+            if len(self._conns) >= self.options.max_clients:
+                self.refused += 1
+                self._refuse(sock, protocol.BUSY,
+                             "the agent already serves %d clients; try again shortly"
+                             % len(self._conns))
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock, pid)
+            self._conns[sock.fileno()] = conn
+            self._sel.register(sock, selectors.EVENT_READ, conn)  # type: ignore[union-attr]
+            self.accepted += 1
+
+    @staticmethod
+    def _refuse(sock: socket.socket, code: str, message: str) -> None:
+        try:
+            sock.setblocking(False)
+            sock.send(protocol.encode_frame(protocol.error(None, code, message)))
+        except OSError:
+            pass
+        _close_quietly(sock)
+
+    def _on_read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        now = time.monotonic()
+        conn.last_io = now
+        if conn.started is None:
+            conn.started = now
+        try:
+            frames = conn.decoder.feed(data)
+        except protocol.FrameTooLarge as exc:
+            conn.out += protocol.encode_frame(protocol.error(
+                None, protocol.TOO_LARGE, "request of %d bytes exceeds the %d-byte limit"
+                % (exc.size, exc.limit)))
+            conn.closing = True
+            conn.last_write = now
+            self._flush(conn)
+            return
+        conn.pending.extend(frames)
+        if frames:
+            conn.started = now if conn.decoder.pending else None
+        self._pump(conn)
+
+    def _on_write(self, conn: _Conn) -> None:
+        self._flush(conn)
+
+    def _pump(self, conn: _Conn) -> None:
+        """Answer queued requests one at a time; a reply must drain before the next is built."""
+        while not conn.out and conn.pending and not conn.closing:
+            conn.out += self._handle(conn, conn.pending.popleft())
+            conn.last_write = time.monotonic()
+            self._flush(conn, pump=False)
+            if conn.sock.fileno() not in self._conns:
+                return
+        self._set_interest(conn)
+
+    def _flush(self, conn: _Conn, pump: bool = True) -> None:
+        if conn.out:
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close(conn)
+                return
+            if sent:
+                del conn.out[:sent]
+                conn.last_write = conn.last_io = time.monotonic()
+        if not conn.out and conn.closing:
+            self._close(conn)
+            return
+        if pump:
+            self._pump(conn)
+
+    def _set_interest(self, conn: _Conn) -> None:
+        if conn.out:
+            mask = selectors.EVENT_WRITE  # stop reading until the reply drains
+        elif conn.pending:
+            mask = selectors.EVENT_WRITE
+        else:
+            mask = selectors.EVENT_READ
+        if mask != conn.mask:
+            conn.mask = mask
+            try:
+                self._sel.modify(conn.sock, mask, conn)  # type: ignore[union-attr]
+            except (KeyError, ValueError, OSError):
+                self._close(conn)
+
+    def _handle(self, conn: _Conn, body: bytes) -> bytes:
+        try:
+            msg = protocol.decode_body(body)
+        except protocol.ProtocolError as exc:
+            return protocol.encode_frame(protocol.error(None, protocol.BAD_FRAME, str(exc)))
+        resp = ops.dispatch(self.agent, msg, {"peer_pid": conn.peer_pid})
+        try:
+            return protocol.encode_frame(resp, protocol.MAX_RESPONSE)
+        except protocol.FrameTooLarge as exc:
+            return protocol.encode_frame(protocol.error(
+                resp.get("id"), protocol.TOO_LARGE,
+                "the reply would be %d bytes, over the %d-byte limit; ask for fewer items"
+                % (exc.size, exc.limit)))
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        o = self.options
+        for conn in list(self._conns.values()):
+            if conn.started is not None and now - conn.started > o.request_timeout:
+                reason = "request not completed within %.1fs" % o.request_timeout
+            elif conn.out and now - conn.last_write > o.write_timeout:
+                reason = "reply not read within %.1fs" % o.write_timeout
+            elif not conn.out and not conn.pending and now - conn.last_io > o.idle_timeout:
+                reason = None  # a quiet client is normal; just let it go
+            else:
+                continue
+            if reason:
+                self.dropped += 1
+                self.agent.events.emit("client", "debug", "dropped a slow client: " + reason,
+                                       peer_pid=conn.peer_pid)
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if fd in self._conns:
+            del self._conns[fd]
+            try:
+                self._sel.unregister(conn.sock)  # type: ignore[union-attr]
+            except (KeyError, ValueError, OSError):
+                pass
+        _close_quietly(conn.sock)
+
+
+def _close_quietly(sock: Optional[socket.socket]) -> None:
+    if sock is None:
+        return
+    try:
+        sock.close()
+    except OSError:
+        pass

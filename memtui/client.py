@@ -1,0 +1,244 @@
+"""AgentClient: find an agent by PID or socket path, verify who serves it, and make requests.
+
+Before sending a byte the client checks that the socket is a real socket owned by us with no
+group/other bits, and (when connecting by PID) that the server's SO_PEERCRED pid is that PID.
+Stdlib only.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from . import paths, protocol
+from .protocol import AgentError, AgentGone, NoAgent, NoSuchProcess, PermissionRefused, RemoteError
+
+__all__ = ["AgentClient", "AgentError", "AgentGone", "NoAgent", "NoSuchProcess",
+           "PermissionRefused", "RemoteError", "find_socket", "process_name"]
+
+
+def process_name(pid: int) -> str:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            parts = [p.decode("utf-8", "replace") for p in fh.read().split(b"\0") if p]
+        if parts:
+            return " ".join(parts)[:120]
+    except OSError:
+        pass
+    try:
+        with open("/proc/%d/comm" % pid) as fh:
+            return fh.read().strip()
+    except OSError:
+        return "?"
+
+
+def find_socket(pid: int) -> Optional[str]:
+    """The agent socket of *pid*: in our runtime dir, else in the one the target's env names."""
+    candidates: List[str] = [paths.socket_path(pid)]
+    theirs = paths.target_runtime_dir(pid)
+    if theirs:
+        candidates.append(paths.socket_path(pid, theirs))
+    for path in candidates:
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def check_socket_file(path: str) -> None:
+    """Refuse anything but a socket we own with mode 0600 (or stricter)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise NoAgent("No agent socket at %s." % path) from None
+    except PermissionError:
+        raise PermissionRefused("Permission denied reading %s; it belongs to another user." % path) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise PermissionRefused("Refusing %s: it is a symlink, not the agent's socket." % path)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise PermissionRefused("Refusing %s: it is not a socket." % path)
+    if st.st_uid != os.geteuid():
+        raise PermissionRefused(
+            "Refusing the socket %s: it is owned by uid %d, not by you (uid %d); run memtui as "
+            "that user." % (path, st.st_uid, os.geteuid()))
+    if st.st_mode & 0o077:
+        raise PermissionRefused(
+            "Refusing the socket %s: its mode %o lets other users in; an agent always creates "
+            "it 0600." % (path, stat.S_IMODE(st.st_mode)))
+
+
+class AgentClient:
+    """One connection to one agent. Thread-safe: requests are serialized.
+
+    ``AgentClient(pid=1234)`` or ``AgentClient(path=".../1234.sock")``; use as a context manager
+    or call :meth:`connect` / :meth:`close`.
+    """
+
+    def __init__(self, pid: Optional[int] = None, path: Optional[str] = None,
+                 timeout: float = 10.0) -> None:
+        if pid is None and path is None:
+            raise ValueError("AgentClient needs a pid or a path")
+        self.pid = pid
+        self.path = path
+        self.timeout = timeout
+        self.info: Dict[str, Any] = {}
+        self.server_pid: Optional[int] = None
+        self._sock: Optional[socket.socket] = None
+        self._next_id = 0
+        self._lock = threading.Lock()
+
+    # connection ----------------------------------------------------------------------------
+    def connect(self) -> "AgentClient":
+        if self.pid is not None:
+            self._check_pid(self.pid)
+            if self.path is None:
+                found = find_socket(self.pid)
+                if found is None:
+                    raise NoAgent(
+                        "PID %d (%s) has no memtui agent; start one with memtui.start(), "
+                        "memtui.install() + SIGUSR2, or `memtui run`."
+                        % (self.pid, process_name(self.pid)))
+                self.path = found
+        assert self.path is not None
+        check_socket_file(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise self._connect_error(exc) from None
+        try:
+            spid, suid, _ = protocol.peer_credentials(sock)
+        except OSError as exc:
+            sock.close()
+            raise AgentGone("Lost the agent while checking its identity: %s." % exc) from None
+        if self.pid is not None and spid != self.pid:
+            sock.close()
+            raise PermissionRefused(
+                "Refusing %s: it is served by PID %d, not PID %d." % (self.path, spid, self.pid))
+        if suid not in (os.geteuid(), 0):
+            sock.close()
+            raise PermissionRefused("Refusing %s: it is served by uid %d." % (self.path, suid))
+        self.server_pid = spid
+        self._sock = sock
+        try:
+            self.info = self.request("hello")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _check_pid(self, pid: int) -> None:
+        if pid <= 0 or not paths.pid_alive(pid):
+            raise NoSuchProcess("No process with PID %d." % pid)
+
+    def _connect_error(self, exc: OSError) -> AgentError:
+        where = "PID %d" % self.pid if self.pid is not None else self.path
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return NoAgent("No agent is listening for %s (stale socket %s); run `memtui ps` to "
+                           "clean up." % (where, self.path))
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return PermissionRefused("Permission denied connecting to %s." % self.path)
+        if isinstance(exc, socket.timeout):
+            return AgentGone("The agent for %s did not accept the connection within %.0fs."
+                             % (where, self.timeout))
+        return AgentGone("Could not connect to the agent for %s: %s." % (where, exc.strerror or exc))
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "AgentClient":
+        if self._sock is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    # requests ------------------------------------------------------------------------------
+    def request(self, op: str, timeout: Optional[float] = None, **args: Any) -> Any:
+        """Send one request and return its result; RemoteError carries the agent's error code."""
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise AgentGone("Not connected to an agent.")
+            self._next_id += 1
+            req_id = self._next_id
+            frame = protocol.encode_frame(protocol.request(req_id, op, args), protocol.MAX_REQUEST)
+            deadline = time.monotonic() + (timeout or self.timeout)
+            try:
+                sock.settimeout(timeout or self.timeout)
+                sock.sendall(frame)
+                resp = protocol.read_frame(sock, protocol.MAX_RESPONSE, deadline)
+            except socket.timeout:
+                self.close()
+                raise AgentGone("%s did not answer %r within %.1fs."
+                                % (self._who(), op, timeout or self.timeout)) from None
+            except protocol.ProtocolError as exc:
+                self.close()
+                raise protocol.ProtocolError("%s sent a bad reply: %s." % (self._who(), exc)) from None
+            except OSError:
+                self.close()
+                raise AgentGone(self._gone_message()) from None
+        if not resp.get("ok"):
+            err = resp.get("error") or {}
+            if resp.get("id") is None and err.get("code") in (protocol.BUSY,
+                                                              protocol.PERMISSION_DENIED):
+                self.close()
+                if err.get("code") == protocol.PERMISSION_DENIED:
+                    raise PermissionRefused("The agent refused us: %s." % err.get("message"))
+            raise RemoteError(str(err.get("code", "error")), str(err.get("message", "error")))
+        if resp.get("id") != req_id:
+            self.close()
+            raise protocol.ProtocolError("%s answered request %r with id %r."
+                                         % (self._who(), req_id, resp.get("id")))
+        return resp.get("result")
+
+    def _who(self) -> str:
+        pid = self.server_pid or self.pid
+        return "The agent in PID %d" % pid if pid else "The agent at %s" % self.path
+
+    def _gone_message(self) -> str:
+        pid = self.server_pid or self.pid
+        if pid and not paths.pid_alive(pid):
+            return "PID %d exited while we were talking to its agent." % pid
+        return "%s closed the connection." % self._who()
+
+    # conveniences --------------------------------------------------------------------------
+    def stats(self, components: bool = True) -> Dict[str, Any]:
+        return self.request("stats", components=components)
+
+    def history(self, since: int = 0, limit: Optional[int] = None,
+                components: bool = False) -> Dict[str, Any]:
+        args: Dict[str, Any] = {"since": since, "components": components}
+        if limit is not None:
+            args["limit"] = limit
+        return self.request("history", **args)
+
+    def events(self, since: int = 0, limit: int = 200) -> Dict[str, Any]:
+        return self.request("events", since=since, limit=limit)
+
+    def gc_collect(self, generation: int = 2) -> Dict[str, Any]:
+        return self.request("gc.collect", generation=generation)
+
+    def trace_start(self, nframes: Optional[int] = None) -> Dict[str, Any]:
+        return self.request("trace.start", **({"nframes": nframes} if nframes else {}))
+
+    def trace_stop(self) -> Dict[str, Any]:
+        return self.request("trace.stop")
+
+    def heap_top(self, limit: int = 20, group_by: str = "lineno") -> Dict[str, Any]:
+        return self.request("heap.top", limit=limit, group_by=group_by)

@@ -1,0 +1,116 @@
+"""Where agents put their sockets: a private per-user runtime directory and one socket per PID.
+
+Stdlib only; imported by the agent inside the target and by every client.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterator, Mapping, Optional, Tuple
+
+SOCKET_SUFFIX = ".sock"
+
+
+class RuntimeDirError(OSError):
+    """The runtime directory is missing, unsafe, or cannot be created."""
+
+
+def runtime_dir(environ: Optional[Mapping[str, str]] = None, uid: Optional[int] = None) -> str:
+    """The runtime directory for a user, computed the same way inside and outside the target.
+
+    ``$MEMTUI_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/memtui``, else ``/tmp/memtui-UID``.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get("MEMTUI_RUNTIME_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    xdg = env.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "memtui")
+    return "/tmp/memtui-%d" % (os.geteuid() if uid is None else uid)
+
+
+def socket_path(pid: int, directory: Optional[str] = None) -> str:
+    return os.path.join(directory or runtime_dir(), "%d%s" % (pid, SOCKET_SUFFIX))
+
+
+def check_private_dir(path: str) -> None:
+    """Raise RuntimeDirError unless *path* is a real directory, owned by us, with no group/other bits."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise RuntimeDirError("runtime directory %s does not exist" % path) from None
+    if stat.S_ISLNK(st.st_mode):
+        raise RuntimeDirError("runtime directory %s is a symlink; refusing to use it" % path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeDirError("runtime directory %s is not a directory" % path)
+    if st.st_uid != os.geteuid():
+        raise RuntimeDirError(
+            "runtime directory %s is owned by uid %d, not by us (uid %d); refusing to use it"
+            % (path, st.st_uid, os.geteuid())
+        )
+    if st.st_mode & 0o077:
+        raise RuntimeDirError(
+            "runtime directory %s has mode %o; it must be 0700" % (path, stat.S_IMODE(st.st_mode))
+        )
+
+
+def ensure_private_dir(path: str) -> str:
+    """Create *path* as 0700 (whatever the umask) or verify an existing one; return it."""
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; this is not
+    check_private_dir(path)
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def iter_socket_files(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
+    """Yield (pid, path) for every ``PID.sock`` entry in the runtime directory."""
+    directory = directory or runtime_dir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in sorted(names):
+        if not name.endswith(SOCKET_SUFFIX):
+            continue
+        stem = name[: -len(SOCKET_SUFFIX)]
+        if stem.isdigit():
+            yield int(stem), os.path.join(directory, name)
+
+
+def target_runtime_dir(pid: int) -> Optional[str]:
+    """The runtime directory the process *pid* would use, read from its environment.
+
+    Lets a client find an agent whose process set ``MEMTUI_RUNTIME_DIR`` differently from the
+    client's own shell. None when the environment cannot be read (another user, not Linux).
+    """
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep and key in (b"MEMTUI_RUNTIME_DIR", b"XDG_RUNTIME_DIR"):
+            env[key.decode()] = value.decode("utf-8", "replace")
+    return runtime_dir(env)

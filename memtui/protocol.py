@@ -1,0 +1,181 @@
+"""Wire protocol v1: 4-byte big-endian length + UTF-8 JSON object, and the request/response shapes.
+
+No I/O beyond a socket handed in; no pickle, no eval. Stdlib only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+import time
+from typing import Any, Dict, List, Optional
+
+VERSION = 1
+HEADER = struct.Struct(">I")
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+MAX_REQUEST = 64 * 1024
+MAX_RESPONSE = 16 * 1024 * 1024
+
+# Error codes carried in {"ok": false, "error": {"code": ..., "message": ...}}.
+BAD_FRAME = "bad_frame"  # not UTF-8 / not JSON / not an object
+TOO_LARGE = "too_large"
+BAD_REQUEST = "bad_request"  # JSON object but not a request shape
+UNSUPPORTED_VERSION = "unsupported_version"
+UNKNOWN_OP = "unknown_op"
+BAD_ARGS = "bad_args"
+RATE_LIMITED = "rate_limited"
+BUSY = "busy"
+PERMISSION_DENIED = "permission_denied"
+UNAVAILABLE = "unavailable"  # the op exists but cannot run in this process
+INTERNAL = "internal"
+
+
+class AgentError(Exception):
+    """Base of every error talking to an agent; the message is one sentence a user can act on."""
+
+
+class NoSuchProcess(AgentError):
+    pass
+
+
+class NoAgent(AgentError):
+    pass
+
+
+class AgentGone(AgentError):
+    pass
+
+
+class PermissionRefused(AgentError):
+    pass
+
+
+class ProtocolError(AgentError):
+    """The peer broke the framing or sent something that is not a valid message."""
+
+
+class FrameTooLarge(ProtocolError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("frame of %d bytes exceeds the %d-byte limit" % (size, limit))
+        self.size = size
+        self.limit = limit
+
+
+class RemoteError(AgentError):
+    """The agent answered with ok=false."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _sanitize(obj: Any, depth: int = 0) -> Any:
+    """Make *obj* strict-JSON-safe: non-finite floats become None, unknown types become str."""
+    if depth > 32:
+        return None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _sanitize(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_sanitize(v, depth + 1) for v in obj]
+    return str(obj)
+
+
+def dumps(obj: Any) -> bytes:
+    try:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(_sanitize(obj), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def encode_frame(obj: Any, limit: int = MAX_RESPONSE) -> bytes:
+    body = dumps(obj)
+    if len(body) > limit:
+        raise FrameTooLarge(len(body), limit)
+    return HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> Dict[str, Any]:
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("frame is not valid UTF-8") from None
+    except ValueError:
+        raise ProtocolError("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return obj
+
+
+class FrameDecoder:
+    """Incremental decoder for a non-blocking reader. The length cap is checked on the header,
+    before any body bytes are buffered, so a hostile 4 GiB header costs nothing."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> List[bytes]:
+        self._buf += data
+        frames: List[bytes] = []
+        while len(self._buf) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buf)
+            if size > self.limit:
+                raise FrameTooLarge(size, self.limit)
+            if len(self._buf) < HEADER.size + size:
+                break
+            frames.append(bytes(self._buf[HEADER.size : HEADER.size + size]))
+            del self._buf[: HEADER.size + size]
+        return frames
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: Optional[float]) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out waiting for the agent's reply")
+            sock.settimeout(remaining)
+        chunk = sock.recv(min(n - len(chunks), 1 << 20))
+        if not chunk:
+            raise ConnectionResetError("connection closed by peer")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def read_frame(sock: socket.socket, limit: int, deadline: Optional[float] = None) -> Dict[str, Any]:
+    """Blocking read of one frame; checks the declared length before reading the body."""
+    (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, deadline))
+    if size > limit:
+        raise FrameTooLarge(size, limit)
+    return decode_body(_recv_exact(sock, size, deadline))
+
+
+def peer_credentials(sock: socket.socket) -> tuple:
+    """(pid, uid, gid) of the peer of a connected AF_UNIX socket, from SO_PEERCRED."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
+    return _CRED.unpack(raw)
+
+
+def request(req_id: int, op: str, args: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    return {"v": VERSION, "id": req_id, "op": op, "args": args or {}}
+
+
+def ok(req_id: Any, result: Any) -> Dict[str, Any]:
+    return {"id": req_id, "ok": True, "result": result}
+
+
+def error(req_id: Any, code: str, message: str, **extra: Any) -> Dict[str, Any]:
+    err: Dict[str, Any] = {"code": code, "message": message}
+    err.update(extra)
+    return {"id": req_id, "ok": False, "error": err}

@@ -1,0 +1,140 @@
+"""Fixtures that start real target processes with a real agent in a private runtime directory."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ROOT / "tests" / "targets"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> object:
+    """Poll *predicate* until it returns something truthy; fail the test after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, message))
+        time.sleep(interval)
+
+
+class Target:
+    """A running tests/targets/service.py (or another script) driven over stdin/stdout."""
+
+    def __init__(self, proc: subprocess.Popen, ready: str) -> None:
+        self.proc = proc
+        parts = ready.split()
+        self.pid = proc.pid
+        self.socket: Optional[str] = parts[2] if len(parts) > 2 and parts[2] != "-" else None
+
+    def send(self, command: str, timeout: float = 20.0) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.readline(timeout)
+
+    def readline(self, timeout: float = 20.0) -> str:
+        import select
+
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError("target %d said nothing within %.0fs" % (self.pid, timeout))
+        return self.proc.stdout.readline().strip()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                if stream:
+                    stream.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def runtime_dir():
+    """A short private directory (AF_UNIX paths are limited to 107 bytes) used as MEMTUI_RUNTIME_DIR."""
+    base = tempfile.mkdtemp(prefix="mt-", dir="/tmp")
+    path = os.path.join(base, "rt")
+    yield path
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def agent_env(runtime_dir):
+    env = dict(os.environ)
+    env["MEMTUI_RUNTIME_DIR"] = runtime_dir
+    env["PYTHONPATH"] = str(ROOT)
+    env.pop("MEMTUI_DISABLE", None)
+    env.pop("MEMTUI_AGENT_OPTIONS", None)
+    return env
+
+
+@pytest.fixture
+def start_target(agent_env):
+    """start_target(*args, env=None, script="service.py", umask=None) -> Target, READY already read."""
+    started: List[Target] = []
+
+    def start(*args: str, env: Optional[Dict[str, str]] = None, script: str = "service.py",
+              umask: Optional[int] = None, expect: str = "READY") -> Target:
+        full_env = dict(agent_env)
+        if env:
+            full_env.update(env)
+        preexec = (lambda: os.umask(umask)) if umask is not None else None
+        proc = subprocess.Popen(
+            [sys.executable, str(TARGETS / script), *args], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+            preexec_fn=preexec)
+        t = Target(proc, "")
+        started.append(t)
+        line = t.readline(timeout=20)
+        if not line.startswith(expect):
+            t.stop()
+            raise AssertionError("target did not start: %r / %s" % (line, proc.stderr.read()))
+        t2 = Target(proc, line)
+        started[-1] = t2
+        if t2.socket:
+            wait_for(lambda: os.path.exists(t2.socket), message="agent socket")
+        return t2
+
+    yield start
+    for t in started:
+        t.stop()
+
+
+def memtui_cmd(*args: str, env: Optional[Dict[str, str]] = None, timeout: float = 60,
+               input: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run the real `memtui` entry point installed in this environment."""
+    exe = shutil.which("memtui", path=os.path.dirname(sys.executable)) or "memtui"
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          input=input)
+
+
+@pytest.fixture
+def cli(agent_env):
+    def run(*args: str, env: Optional[Dict[str, str]] = None, **kw) -> subprocess.CompletedProcess:
+        full = dict(agent_env)
+        if env:
+            full.update(env)
+        return memtui_cmd(*args, env=full, **kw)
+
+    return run

@@ -1,0 +1,95 @@
+"""A small target process for tests: starts the agent, then obeys one command per stdin line.
+
+Prints ``READY <pid> <socket-path>`` once serving. Commands (each answered by one line):
+  alloc MIB     keep MIB mebibytes of live bytearrays      -> "ok <rss>"
+  free          drop everything allocated                  -> "ok <rss>"
+  objs N        keep N small dicts (Python-heap growth)     -> "ok"
+  fork          fork; the child keeps running and prints "child <pid> <socket>" -> "forked <pid>"
+  register N    register N trivial components              -> "ok"
+  ping          -> "pong"
+  exit CODE     exit with CODE (atexit runs)               -> (no reply)
+Agent options come from MEMTUI_AGENT_OPTIONS, or start() keywords in argv as key=value.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.environ.get("MEMTUI_SRC", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+import memtui  # noqa: E402
+
+KEEP = []
+COMPONENTS = []
+
+
+class Counter:
+    kind = "custom"
+
+    def __init__(self, name):
+        self.name = name
+        self.n = 0
+
+    def stats(self):
+        self.n += 1
+        return {"calls": self.n, "size": len(KEEP)}
+
+
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def main():
+    kwargs = {}
+    for arg in sys.argv[1:]:
+        key, _, value = arg.partition("=")
+        kwargs[key] = json.loads(value) if value[:1] in "0123456789[{tfn\"" else value
+    mode = kwargs.pop("mode", "start")
+    if mode == "install":
+        ok = memtui.install(**kwargs)
+        print("INSTALLED %s %d" % (ok, os.getpid()), flush=True)
+    else:
+        agent = memtui.start(**kwargs)
+        print("READY %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "alloc":
+            KEEP.append([bytearray(1024 * 1024) for _ in range(int(arg))])
+            for chunk in KEEP[-1]:
+                chunk[::4096] = b"x" * len(chunk[::4096])  # touch every page
+            print("ok %d" % rss(), flush=True)
+        elif cmd == "free":
+            KEEP.clear()
+            print("ok %d" % rss(), flush=True)
+        elif cmd == "objs":
+            KEEP.append([{"i": i} for i in range(int(arg))])
+            print("ok", flush=True)
+        elif cmd == "register":
+            for i in range(int(arg)):
+                c = Counter("c%d" % i)
+                COMPONENTS.append(c)
+                memtui.register(c)
+            print("ok", flush=True)
+        elif cmd == "fork":
+            pid = os.fork()
+            if pid == 0:
+                import time
+                agent = memtui.current()
+                for _ in range(100):
+                    if agent and agent.socket_path and os.path.exists(agent.socket_path):
+                        break
+                    time.sleep(0.02)
+                    agent = memtui.current()
+                print("child %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
+                time.sleep(float(arg or 30))
+                os._exit(0)
+            print("forked %d" % pid, flush=True)
+        elif cmd == "ping":
+            print("pong", flush=True)
+        elif cmd == "exit":
+            sys.stdout.flush()
+            sys.exit(int(arg or 0))
+
+
+if __name__ == "__main__":
+    main()
