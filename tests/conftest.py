@@ -38,7 +38,8 @@ class Target:
         self.proc = proc
         parts = ready.split()
         self.pid = proc.pid
-        self.socket: Optional[str] = parts[2] if len(parts) > 2 and parts[2] != "-" else None
+        self.socket: Optional[str] = (parts[2] if ready.startswith("READY") and len(parts) > 2
+                                      and parts[2] != "-" else None)
 
     def send(self, command: str, timeout: float = 20.0) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -50,7 +50,7 @@ def main():
         print("INSTALLED %s %d" % (ok, os.getpid()), flush=True)
     else:
         agent = memtui.start(**kwargs)
-        print("READY %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
+        print("READY %d %s" % (os.getpid(), (agent and agent.socket_path) or "-"), flush=True)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "alloc":
@@ -80,7 +80,7 @@ def main():
                         break
                     time.sleep(0.02)
                     agent = memtui.current()
-                print("child %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
+                print("child %d %s" % (os.getpid(), (agent and agent.socket_path) or "-"), flush=True)
                 time.sleep(float(arg or 30))
                 os._exit(0)
             print("forked %d" % pid, flush=True)

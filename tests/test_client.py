@@ -1,0 +1,108 @@
+"""AgentClient against real agents: what it returns, and what it refuses to talk to."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import wait_for
+from memtui.client import AgentClient
+from memtui.protocol import NoAgent, NoSuchProcess, PermissionRefused, RemoteError
+
+MiB = 1 << 20
+
+
+def test_stats_move_when_the_target_allocates(start_target):
+    t = start_target("interval=0.1")
+    with AgentClient(pid=t.pid) as c:
+        before = c.stats()
+        assert before["pid"] == t.pid and before["process"]["source"] == "proc"
+        t.send("alloc 64")
+        after = c.stats()
+        assert after["process"]["rss"] - before["process"]["rss"] > 48 * MiB
+        t.send("free")
+        freed = c.stats()
+        assert after["process"]["rss"] - freed["process"]["rss"] > 48 * MiB
+
+
+def test_history_and_events_sequence(start_target):
+    t = start_target("interval=0.05")
+    with AgentClient(pid=t.pid) as c:
+        h = wait_for(lambda: (lambda h: h if len(h["rows"]) >= 5 else None)(c.history()))
+        seqs = [r[0] for r in h["rows"]]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        newer = c.history(since=h["last_seq"])
+        assert all(r[0] > h["last_seq"] for r in newer["rows"])
+        first = c.events()
+        assert first["events"][0]["kind"] == "agent"
+        c.gc_collect()
+        later = c.events(since=first["last_seq"])
+        assert [e["data"]["action"] for e in later["events"]] == ["gc.collect"]
+
+
+def test_heap_top_names_the_allocating_line(start_target):
+    t = start_target("trace=true")
+    with AgentClient(pid=t.pid) as c:
+        t.send("objs 200000")
+        top = c.heap_top(limit=5)
+    first = top["entries"][0]
+    assert first["file"].endswith("tests/targets/service.py")
+    with open(first["file"]) as fh:
+        assert "{\"i\": i}" in fh.readlines()[first["line"] - 1]
+    assert first["size"] > 10 * MiB and first["count"] >= 200000
+
+
+def test_trace_start_stop_and_heap_top_without_tracing(start_target):
+    t = start_target()
+    with AgentClient(pid=t.pid) as c:
+        with pytest.raises(RemoteError) as info:
+            c.heap_top()
+        assert info.value.code == "unavailable" and "memtui trace %d start" % t.pid in str(info.value)
+        assert c.trace_start(nframes=3) == {"tracing": True, "nframes": 3, "already": False}
+        assert c.stats()["heap"]["tracemalloc"]["frames"] == 3
+        assert c.trace_stop()["was_tracing"] is True
+        assert c.stats()["heap"]["tracemalloc"] == {"tracing": False}
+
+
+def test_missing_pid_and_pid_without_agent():
+    with pytest.raises(NoSuchProcess, match=r"^No process with PID 999999999\.$"):
+        AgentClient(pid=999999999).connect()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(NoAgent, match="PID %d .*has no memtui agent" % sleeper.pid):
+            AgentClient(pid=sleeper.pid).connect()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_refuses_socket_with_group_or_other_bits(start_target):
+    t = start_target()
+    os.chmod(t.socket, 0o660)
+    with pytest.raises(PermissionRefused, match="mode 660"):
+        AgentClient(pid=t.pid).connect()
+
+
+def test_refuses_socket_owned_by_another_user(start_target):
+    t = start_target()
+    os.chown(t.socket, 65534, 65534)
+    with pytest.raises(PermissionRefused, match="owned by uid 65534"):
+        AgentClient(pid=t.pid).connect()
+
+
+def test_refuses_symlink_even_to_a_real_agent(start_target, runtime_dir):
+    t = start_target()
+    link = os.path.join(runtime_dir, "link.sock")
+    os.symlink(t.socket, link)
+    with pytest.raises(PermissionRefused, match="symlink"):
+        AgentClient(path=link).connect()
+
+
+def test_refuses_socket_served_by_another_pid(start_target, runtime_dir):
+    a = start_target()
+    b = start_target()
+    os.unlink(a.socket)
+    os.rename(b.socket, a.socket)  # B's agent now answers at A's path
+    with pytest.raises(PermissionRefused, match="served by PID %d, not PID %d" % (b.pid, a.pid)):
+        AgentClient(pid=a.pid).connect()

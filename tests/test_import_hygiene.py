@@ -1,0 +1,79 @@
+"""The agent side must stay light and UI-free: checked in a fresh interpreter and by reading imports."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "memtui"
+FORBIDDEN = ("textual", "rich", "typer", "click", "tomlkit", "jsonschema")
+# Not forbidden by the layering rule, but kept out of start-up on purpose: each costs 20-40 ms.
+LAZY = ("psutil", "logging", "tracemalloc")
+
+
+@pytest.mark.parametrize("module", ["memtui", "memtui.agent", "memtui.protocol", "memtui.client",
+                                    "memtui.paths"])
+def test_fresh_import_loads_no_ui_or_config_libraries(module):
+    code = ("import sys, json; import %s; "
+            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))" % module)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(ROOT), check=True).stdout
+    loaded = set(json.loads(out))
+    assert not loaded & set(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+
+
+def test_started_agent_loads_nothing_heavy(runtime_dir):
+    code = ("import sys, json, memtui; a = memtui.start(serve=True); "
+            "import time; time.sleep(0.05); "
+            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(ROOT), check=True,
+                         env={"PATH": "/usr/bin:/bin", "MEMTUI_RUNTIME_DIR": runtime_dir}).stdout
+    loaded = set(json.loads(out))
+    assert not loaded & set(FORBIDDEN + LAZY), sorted(loaded & set(FORBIDDEN + LAZY))
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module.split(".")[0]
+
+
+def _files(*rel: str):
+    for r in rel:
+        p = PKG / r
+        if p.is_dir():
+            yield from sorted(p.rglob("*.py"))
+        elif p.exists():
+            yield p
+
+
+def test_agent_side_imports_only_stdlib_and_psutil():
+    allowed = set(sys.stdlib_module_names) | {"memtui", "psutil", "_tracemalloc"}
+    bad = []
+    for f in _files("agent", "runtime", "protocol.py", "client.py", "paths.py", "__init__.py"):
+        for name in _imports(f):
+            if name not in allowed:
+                bad.append("%s imports %s" % (f.relative_to(ROOT), name))
+    assert not bad, bad
+
+
+def test_textual_only_in_tui_and_typer_only_in_cli():
+    bad = []
+    for f in PKG.rglob("*.py"):
+        rel = f.relative_to(PKG).as_posix()
+        names = set(_imports(f))
+        if "textual" in names and not rel.startswith("tui/"):
+            bad.append(rel + " imports textual")
+        if ("typer" in names or "click" in names) and rel != "cli.py":
+            bad.append(rel + " imports typer/click")
+    assert not bad, bad
