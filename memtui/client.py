@@ -104,13 +104,7 @@ class AgentClient:
                 self.path = found
         assert self.path is not None
         check_socket_file(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
-            raise self._connect_error(exc) from None
+        sock = self._open(self.path)
         try:
             spid, suid, _ = protocol.peer_credentials(sock)
         except OSError as exc:
@@ -131,6 +125,24 @@ class AgentClient:
             self.close()
             raise
         return self
+
+    def _open(self, path: str) -> socket.socket:
+        """Connect, retrying while the listen backlog is full (EAGAIN) until the timeout."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EAGAIN and time.monotonic() + delay < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+                    continue
+                raise self._connect_error(exc) from None
 
     def _check_pid(self, pid: int) -> None:
         if pid <= 0 or not paths.pid_alive(pid):
@@ -181,7 +193,12 @@ class AgentClient:
             deadline = time.monotonic() + (timeout or self.timeout)
             try:
                 sock.settimeout(timeout or self.timeout)
-                sock.sendall(frame)
+                try:
+                    sock.sendall(frame)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The agent may have refused us (busy, permission) and hung up before our
+                    # request landed: its one-frame explanation can still be waiting to be read.
+                    deadline = min(deadline, time.monotonic() + 0.5)
                 resp = protocol.read_frame(sock, protocol.MAX_RESPONSE, deadline)
             except socket.timeout:
                 self.close()

@@ -107,6 +107,8 @@ def decode_body(body: bytes) -> Dict[str, Any]:
         raise ProtocolError("frame is not valid UTF-8") from None
     except ValueError:
         raise ProtocolError("frame is not valid JSON") from None
+    except RecursionError:  # deep nesting: json raises this, not ValueError
+        raise ProtocolError("frame nests too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame is not a JSON object")
     return obj

@@ -26,17 +26,38 @@ class Unavailable(Exception):
     pass
 
 
+class RateLimited(Exception):
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class Args:
-    def __init__(self, op: str, raw: Dict[str, Any]) -> None:
+    def __init__(self, op: str, raw: Dict[str, Any], bucket: Any = None) -> None:
         self.op = op
         self.raw = raw
+        self._bucket = bucket
+
+    def gate(self) -> None:
+        """Mutating ops call this after their arguments checked out and before acting, so a
+        malformed request never spends a rate-limit token."""
+        if self._bucket is not None:
+            wait = self._bucket.take()
+            if wait:
+                raise RateLimited(wait)
 
     def int(self, key: str, default: Optional[int], lo: int, hi: int) -> Optional[int]:
         value = self.raw.get(key, default)
         if value is None and default is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadArgs("%s: argument %r must be an integer, got %r" % (self.op, key, value))
+            raise BadArgs("%s: argument %r must be an integer, got %s"
+                          % (self.op, key, _short(value)))
         if not lo <= value <= hi:
             raise BadArgs("%s: argument %r must be between %d and %d, got %d"
                           % (self.op, key, lo, hi, value))
@@ -45,14 +66,15 @@ class Args:
     def bool(self, key: str, default: bool) -> bool:
         value = self.raw.get(key, default)
         if not isinstance(value, bool):
-            raise BadArgs("%s: argument %r must be true or false, got %r" % (self.op, key, value))
+            raise BadArgs("%s: argument %r must be true or false, got %s"
+                          % (self.op, key, _short(value)))
         return value
 
     def choice(self, key: str, default: str, choices: Tuple[str, ...]) -> str:
         value = self.raw.get(key, default)
         if value not in choices:
-            raise BadArgs("%s: argument %r must be one of %s, got %r"
-                          % (self.op, key, ", ".join(choices), value))
+            raise BadArgs("%s: argument %r must be one of %s, got %s"
+                          % (self.op, key, ", ".join(choices), _short(value)))
         return value
 
 
@@ -81,7 +103,8 @@ def dispatch(agent: Any, msg: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, 
         return protocol.error(req_id, protocol.UNKNOWN_OP, "unknown op %r; this agent knows %s"
                               % (name[:64], ", ".join(sorted(OPS))))
     handler, mutating, allowed = entry
-    raw = msg.get("args") or {}
+    raw = msg.get("args")
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         return protocol.error(req_id, protocol.BAD_ARGS, "%s: 'args' must be an object" % name)
     unknown = sorted(set(raw) - set(allowed))
@@ -89,14 +112,13 @@ def dispatch(agent: Any, msg: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, 
         return protocol.error(req_id, protocol.BAD_ARGS, "%s: unknown argument %s; accepted: %s"
                               % (name, ", ".join(repr(u[:64]) for u in unknown),
                                  ", ".join(allowed) or "none"))
-    if mutating:
-        wait = agent.bucket.take()
-        if wait:
-            return protocol.error(req_id, protocol.RATE_LIMITED,
-                                  "%s is rate-limited; retry in %.1fs" % (name, wait),
-                                  retry_after_s=round(wait, 3))
+    args = Args(name, raw, agent.bucket if mutating else None)
     try:
-        return protocol.ok(req_id, handler(agent, Args(name, raw), ctx))
+        return protocol.ok(req_id, handler(agent, args, ctx))
+    except RateLimited as exc:
+        return protocol.error(req_id, protocol.RATE_LIMITED,
+                              "%s is rate-limited; retry in %.1fs" % (name, exc.wait),
+                              retry_after_s=round(exc.wait, 3))
     except BadArgs as exc:
         return protocol.error(req_id, protocol.BAD_ARGS, str(exc))
     except Unavailable as exc:
@@ -141,6 +163,7 @@ def _events(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
 @op("gc.collect", args=("generation",), mutating=True)
 def _gc_collect(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     gen = a.int("generation", 2, 0, 2)
+    a.gate()
     before = agent.process.collect().get("rss", 0)
     t0 = time.perf_counter()
     collected = gc.collect(gen)
@@ -157,6 +180,7 @@ def _gc_collect(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
 @op("trace.start", args=("nframes",), mutating=True)
 def _trace_start(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     nframes = a.int("nframes", agent.options.trace_frames, 1, 100)
+    a.gate()
     if _tracemalloc.is_tracing():
         current = _tracemalloc.get_traceback_limit()
         if current != nframes and "nframes" in a.raw:
@@ -173,6 +197,7 @@ def _trace_start(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
 
 @op("trace.stop", mutating=True)
 def _trace_stop(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    a.gate()
     was = _tracemalloc.is_tracing()
     if was:
         _tracemalloc.stop()

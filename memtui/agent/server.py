@@ -7,6 +7,7 @@ buffers, not 100 threads.
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import socket
 import stat
@@ -38,6 +39,21 @@ class _Conn:
         self.mask = selectors.EVENT_READ
 
 
+class _Refused:
+    """A client told "busy": kept, write side shut, until it hangs up or a short grace ends, so
+    that it can send its request and read the refusal instead of hitting EPIPE on send."""
+
+    __slots__ = ("sock", "until")
+
+    def __init__(self, sock: socket.socket, until: float) -> None:
+        self.sock = sock
+        self.until = until
+
+
+_REFUSED_GRACE = 1.0  # seconds a refused client is kept to read its "busy" frame
+_REFUSED_MAX = 64  # refused clients kept at once; beyond this they are closed at once
+
+
 class SocketServer:
     def __init__(self, agent: Any, path: str) -> None:
         self.agent = agent
@@ -49,6 +65,7 @@ class SocketServer:
         self._wake_r: Optional[socket.socket] = None
         self._wake_w: Optional[socket.socket] = None
         self._conns: Dict[int, _Conn] = {}
+        self._refused: Dict[int, _Refused] = {}
         self._ident: Optional[tuple] = None
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -65,7 +82,9 @@ class SocketServer:
         try:
             sock.bind(tmp)
             os.chmod(tmp, 0o600)  # private before it has its public name
-            sock.listen(64)
+            # A deep backlog: over-limit clients are accepted and told "busy" in a frame, which
+            # a client can act on; a full backlog makes connect() fail with a bare EAGAIN.
+            sock.listen(socket.SOMAXCONN)
             # rename() replaces whatever is at the final name (a stale socket, a planted
             # symlink) without following it.
             os.rename(tmp, self.path)
@@ -121,6 +140,9 @@ class SocketServer:
         for conn in list(self._conns.values()):
             _close_quietly(conn.sock)
         self._conns.clear()
+        for ref in list(self._refused.values()):
+            _close_quietly(ref.sock)
+        self._refused.clear()
         for s in (self._listener, self._wake_r, self._wake_w):
             _close_quietly(s)
         if self._sel is not None:
@@ -142,6 +164,8 @@ class SocketServer:
                 for key, mask in sel.select(timeout=0.25):
                     if key.data is None:
                         self._accept()
+                    elif isinstance(key.data, _Refused):
+                        self._drain_refused(key.data)
                     elif key.data == "wake":
                         try:
                             self._wake_r.recv(64)  # type: ignore[union-attr]
@@ -159,6 +183,8 @@ class SocketServer:
                 time.sleep(0.05)
         for conn in list(self._conns.values()):
             self._close(conn)
+        for ref in list(self._refused.values()):
+            self._close_refused(ref)
         for s in (self._listener, self._wake_r, self._wake_w):
             _close_quietly(s)
         try:
@@ -191,10 +217,12 @@ class SocketServer:
                                        uid=uid, peer_pid=pid)
                 continue
             if len(self._conns) >= self.options.max_clients:
+                self._prune_hung_up()
+            if len(self._conns) >= self.options.max_clients:
                 self.refused += 1
                 self._refuse(sock, protocol.BUSY,
                              "the agent already serves %d clients; try again shortly"
-                             % len(self._conns))
+                             % len(self._conns), keep=True)
                 continue
             sock.setblocking(False)
             conn = _Conn(sock, pid)
@@ -202,14 +230,59 @@ class SocketServer:
             self._sel.register(sock, selectors.EVENT_READ, conn)  # type: ignore[union-attr]
             self.accepted += 1
 
-    @staticmethod
-    def _refuse(sock: socket.socket, code: str, message: str) -> None:
+    def _prune_hung_up(self) -> None:
+        """At capacity, free the slots of clients that already hung up (a burst of connections
+        is accepted before their EOFs are read), so that "busy" means busy. POLLHUP means the
+        peer closed both directions: no reply owed to it can be delivered any more."""
+        poller = select.poll()
+        for fd in self._conns:
+            poller.register(fd, 0)  # POLLHUP and POLLERR are reported whatever the mask
+        for fd, _events in poller.poll(0):
+            conn = self._conns.get(fd)
+            if conn is not None:
+                self._close(conn)
+
+    def _refuse(self, sock: socket.socket, code: str, message: str, keep: bool = False) -> None:
+        """Send one error frame and hang up. With *keep*, only shut the write side and keep the
+        socket for a short grace (draining what the client sends): a client that writes its
+        request right after connecting then reads the frame, instead of failing with EPIPE."""
         try:
             sock.setblocking(False)
             sock.send(protocol.encode_frame(protocol.error(None, code, message)))
         except OSError:
+            _close_quietly(sock)
+            return
+        if not keep or len(self._refused) >= _REFUSED_MAX:
+            _close_quietly(sock)
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            ref = _Refused(sock, time.monotonic() + _REFUSED_GRACE)
+            self._sel.register(sock, selectors.EVENT_READ, ref)  # type: ignore[union-attr]
+        except (OSError, KeyError, ValueError):
+            _close_quietly(sock)
+            return
+        self._refused[sock.fileno()] = ref
+
+    def _drain_refused(self, ref: _Refused) -> None:
+        try:
+            if ref.sock.recv(65536):
+                return  # discarded unread; the grace bounds how long this goes on
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
             pass
-        _close_quietly(sock)
+        self._close_refused(ref)
+
+    def _close_refused(self, ref: _Refused) -> None:
+        fd = ref.sock.fileno()
+        if self._refused.get(fd) is ref:
+            del self._refused[fd]
+            try:
+                self._sel.unregister(ref.sock)  # type: ignore[union-attr]
+            except (KeyError, ValueError, OSError):
+                pass
+        _close_quietly(ref.sock)
 
     def _on_read(self, conn: _Conn) -> None:
         try:
@@ -287,6 +360,15 @@ class SocketServer:
                 self._close(conn)
 
     def _handle(self, conn: _Conn, body: bytes) -> bytes:
+        """One request in, exactly one reply frame out, whatever the request or the op does."""
+        try:
+            return self._reply(conn, body)
+        except Exception as exc:  # a request must never go unanswered and wedge its connection
+            self.agent.record_error("server", exc)
+            return protocol.encode_frame(protocol.error(
+                None, protocol.INTERNAL, "the agent failed to answer: %s" % type(exc).__name__))
+
+    def _reply(self, conn: _Conn, body: bytes) -> bytes:
         try:
             msg = protocol.decode_body(body)
         except protocol.ProtocolError as exc:
@@ -303,6 +385,9 @@ class SocketServer:
     def _reap(self) -> None:
         now = time.monotonic()
         o = self.options
+        for ref in list(self._refused.values()):
+            if now > ref.until:
+                self._close_refused(ref)
         for conn in list(self._conns.values()):
             if conn.started is not None and now - conn.started > o.request_timeout:
                 reason = "request not completed within %.1fs" % o.request_timeout

@@ -147,3 +147,16 @@ def test_options_name_the_bad_key():
     with pytest.raises(ValueError, match="warning_pct < critical_pct"):
         AgentOptions.from_mapping({"warning_pct": 96})
     assert AgentOptions.from_mapping({"interval": "500ms", "signal": "USR1"}).interval == 0.5
+
+
+def test_malformed_mutating_request_spends_no_rate_limit_token():
+    from memtui.agent import ops
+
+    agent = _agent(mutations_burst=1, mutations_per_s=0.001)
+    bad = ops.dispatch(agent, {"id": 1, "op": "gc.collect", "args": {"generation": "x" * 500}}, {})
+    assert bad["error"]["code"] == "bad_args" and len(bad["error"]["message"]) < 200
+    assert ops.dispatch(agent, {"id": 2, "op": "gc.collect"}, {})["ok"] is True
+    limited = ops.dispatch(agent, {"id": 3, "op": "gc.collect"}, {})
+    assert limited["error"]["code"] == "rate_limited" and limited["error"]["retry_after_s"] > 0
+    assert ops.dispatch(agent, {"id": 4, "op": "stats", "args": None}, {})["ok"] is True
+    assert ops.dispatch(agent, {"id": 5, "op": "stats", "args": []}, {})["error"]["code"] == "bad_args"
