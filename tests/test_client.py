@@ -106,3 +106,43 @@ def test_refuses_socket_served_by_another_pid(start_target, runtime_dir):
     os.rename(b.socket, a.socket)  # B's agent now answers at A's path
     with pytest.raises(PermissionRefused, match="served by PID %d, not PID %d" % (b.pid, a.pid)):
         AgentClient(pid=a.pid).connect()
+
+
+def test_slow_op_does_not_stall_other_clients(start_target):
+    """heap.top runs on the agent's worker thread: stats from others keep flowing meanwhile."""
+    import threading
+
+    t = start_target("trace=true")
+    t.send("objs 400000")
+    done = {}
+
+    def slow():
+        with AgentClient(pid=t.pid, timeout=60) as c:
+            done["top"] = c.heap_top(limit=3)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    with AgentClient(pid=t.pid) as c:
+        wait_for(lambda: c.stats()["agent"]["clients"] >= 2, message="slow client connected")
+        for _ in range(5):
+            c.stats()
+        still_running = worker.is_alive()
+    worker.join(60)
+    assert done["top"]["entries"], "heap.top answered"
+    assert still_running, "five stats requests completed while heap.top was still running"
+
+
+def test_pipelined_requests_answered_in_order_across_slow_ops(start_target):
+    import socket as so
+
+    from memtui import protocol
+
+    t = start_target("trace=true")
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(t.socket)
+    s.sendall(b"".join(protocol.encode_frame(protocol.request(i, op)) for i, op in
+                       enumerate(["heap.top", "stats", "gc.collect", "hello"], 1)))
+    ids = [protocol.read_frame(s, protocol.MAX_RESPONSE)["id"] for _ in range(4)]
+    s.close()
+    assert ids == [1, 2, 3, 4]

@@ -15,6 +15,7 @@ from .. import protocol
 
 Handler = Callable[[Any, "Args", Dict[str, Any]], Any]
 OPS: Dict[str, Tuple[Handler, bool, Tuple[str, ...]]] = {}
+SLOW = set()  # ops the server runs on its worker thread so they never stall other clients
 _AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the memtui package
 
 
@@ -78,9 +79,12 @@ class Args:
         return value
 
 
-def op(name: str, args: Tuple[str, ...] = (), mutating: bool = False) -> Callable[[Handler], Handler]:
+def op(name: str, args: Tuple[str, ...] = (), mutating: bool = False,
+       slow: bool = False) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
         OPS[name] = (fn, mutating, args)
+        if slow:
+            SLOW.add(name)
         return fn
     return deco
 
@@ -160,7 +164,7 @@ def _events(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     return agent.events.since(a.int("since", 0, 0, 2 ** 62) or 0, a.int("limit", 200, 1, 1000))
 
 
-@op("gc.collect", args=("generation",), mutating=True)
+@op("gc.collect", args=("generation",), mutating=True, slow=True)
 def _gc_collect(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     gen = a.int("generation", 2, 0, 2)
     a.gate()
@@ -206,7 +210,7 @@ def _trace_stop(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     return {"tracing": False, "was_tracing": was}
 
 
-@op("heap.top", args=("limit", "group_by", "include_agent"))
+@op("heap.top", args=("limit", "group_by", "include_agent"), slow=True)
 def _heap_top(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     limit = a.int("limit", 20, 1, 500)
     group_by = a.choice("group_by", "lineno", ("lineno", "filename", "traceback"))

@@ -7,6 +7,7 @@ buffers, not 100 threads.
 from __future__ import annotations
 
 import os
+import queue
 import select
 import selectors
 import socket
@@ -23,7 +24,7 @@ peer_credentials = protocol.peer_credentials
 
 class _Conn:
     __slots__ = ("sock", "decoder", "pending", "out", "started", "last_io", "last_write",
-                 "closing", "peer_pid", "mask")
+                 "closing", "peer_pid", "mask", "inflight")
 
     def __init__(self, sock: socket.socket, peer_pid: int) -> None:
         now = time.monotonic()
@@ -37,6 +38,7 @@ class _Conn:
         self.closing = False
         self.peer_pid = peer_pid
         self.mask = selectors.EVENT_READ
+        self.inflight = False  # a slow op for this client is running on the worker thread
 
 
 class _Refused:
@@ -52,6 +54,7 @@ class _Refused:
 
 _REFUSED_GRACE = 1.0  # seconds a refused client is kept to read its "busy" frame
 _REFUSED_MAX = 64  # refused clients kept at once; beyond this they are closed at once
+_SLOW_QUEUE = 16  # slow requests waiting for the worker; more are answered "busy"
 
 
 class SocketServer:
@@ -68,6 +71,9 @@ class SocketServer:
         self._refused: Dict[int, _Refused] = {}
         self._ident: Optional[tuple] = None
         self._thread: Optional[threading.Thread] = None
+        self._worker: Optional[threading.Thread] = None
+        self._jobs: "queue.Queue[Any]" = queue.Queue(maxsize=_SLOW_QUEUE)
+        self._done: Deque[tuple] = deque()
         self._closed = False
         self.accepted = 0
         self.refused = 0
@@ -116,6 +122,10 @@ class SocketServer:
             if self._wake_w is not None:
                 self._wake_w.send(b"x")
         except OSError:
+            pass
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
             pass
         t = self._thread
         if t is not None and t is not threading.current_thread():
@@ -168,9 +178,10 @@ class SocketServer:
                         self._drain_refused(key.data)
                     elif key.data == "wake":
                         try:
-                            self._wake_r.recv(64)  # type: ignore[union-attr]
+                            self._wake_r.recv(4096)  # type: ignore[union-attr]
                         except OSError:
                             pass
+                        self._deliver_done()
                     else:
                         conn = key.data
                         if mask & selectors.EVENT_READ:
@@ -319,8 +330,12 @@ class SocketServer:
 
     def _pump(self, conn: _Conn) -> None:
         """Answer queued requests one at a time; a reply must drain before the next is built."""
-        while not conn.out and conn.pending and not conn.closing:
-            conn.out += self._handle(conn, conn.pending.popleft())
+        while not conn.out and conn.pending and not conn.closing and not conn.inflight:
+            reply = self._handle(conn, conn.pending.popleft())
+            if reply is None:  # handed to the worker; answered by _deliver_done
+                conn.inflight = True
+                break
+            conn.out += reply
             conn.last_write = time.monotonic()
             self._flush(conn, pump=False)
             if conn.sock.fileno() not in self._conns:
@@ -346,20 +361,72 @@ class SocketServer:
             self._pump(conn)
 
     def _set_interest(self, conn: _Conn) -> None:
-        if conn.out:
+        if conn.inflight and not conn.out:
+            mask = 0  # neither read more requests nor write: wait for the worker
+        elif conn.out or conn.pending:
             mask = selectors.EVENT_WRITE  # stop reading until the reply drains
-        elif conn.pending:
-            mask = selectors.EVENT_WRITE
         else:
             mask = selectors.EVENT_READ
-        if mask != conn.mask:
-            conn.mask = mask
-            try:
-                self._sel.modify(conn.sock, mask, conn)  # type: ignore[union-attr]
-            except (KeyError, ValueError, OSError):
-                self._close(conn)
+        if mask == conn.mask:
+            return
+        sel = self._sel
+        assert sel is not None
+        try:
+            if mask == 0:
+                sel.unregister(conn.sock)
+            elif conn.mask == 0:
+                sel.register(conn.sock, mask, conn)
+            else:
+                sel.modify(conn.sock, mask, conn)
+        except (KeyError, ValueError, OSError):
+            self._close(conn)
+            return
+        conn.mask = mask
 
-    def _handle(self, conn: _Conn, body: bytes) -> bytes:
+    # slow ops ------------------------------------------------------------------------------
+    def _submit_slow(self, conn: _Conn, msg: Dict[str, Any]) -> Optional[bytes]:
+        """Queue a slow op for the worker thread; a reply now only if the queue is full."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="memtui-ops", daemon=True)
+            self._worker.start()
+        try:
+            self._jobs.put_nowait((conn, msg))
+        except queue.Full:
+            return self._encode(protocol.error(
+                msg.get("id"), protocol.BUSY,
+                "the agent is already running %d slow requests; try again shortly" % _SLOW_QUEUE))
+        return None
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None or self._closed:
+                return
+            conn, msg = job
+            try:
+                frame = self._encode(ops.dispatch(self.agent, msg, {"peer_pid": conn.peer_pid}))
+            except Exception as exc:
+                self.agent.record_error("server worker", exc)
+                frame = protocol.encode_frame(protocol.error(
+                    msg.get("id"), protocol.INTERNAL, "the agent failed to answer: %s"
+                    % type(exc).__name__))
+            self._done.append((conn, frame))
+            try:
+                self._wake_w.send(b"d")  # type: ignore[union-attr]
+            except OSError:
+                pass  # full wake pipe: the loop is awake anyway and drains _done
+
+    def _deliver_done(self) -> None:
+        while self._done:
+            conn, frame = self._done.popleft()
+            if self._conns.get(conn.sock.fileno()) is not conn:
+                continue  # the client left while its op ran
+            conn.inflight = False
+            conn.out += frame
+            conn.last_write = time.monotonic()
+            self._flush(conn)
+
+    def _handle(self, conn: _Conn, body: bytes) -> Optional[bytes]:
         """One request in, exactly one reply frame out, whatever the request or the op does."""
         try:
             return self._reply(conn, body)
@@ -368,12 +435,17 @@ class SocketServer:
             return protocol.encode_frame(protocol.error(
                 None, protocol.INTERNAL, "the agent failed to answer: %s" % type(exc).__name__))
 
-    def _reply(self, conn: _Conn, body: bytes) -> bytes:
+    def _reply(self, conn: _Conn, body: bytes) -> Optional[bytes]:
         try:
             msg = protocol.decode_body(body)
         except protocol.ProtocolError as exc:
             return protocol.encode_frame(protocol.error(None, protocol.BAD_FRAME, str(exc)))
-        resp = ops.dispatch(self.agent, msg, {"peer_pid": conn.peer_pid})
+        if msg.get("op") in ops.SLOW:
+            return self._submit_slow(conn, msg)
+        return self._encode(ops.dispatch(self.agent, msg, {"peer_pid": conn.peer_pid}))
+
+    @staticmethod
+    def _encode(resp: Dict[str, Any]) -> bytes:
         try:
             return protocol.encode_frame(resp, protocol.MAX_RESPONSE)
         except protocol.FrameTooLarge as exc:
@@ -393,7 +465,8 @@ class SocketServer:
                 reason = "request not completed within %.1fs" % o.request_timeout
             elif conn.out and now - conn.last_write > o.write_timeout:
                 reason = "reply not read within %.1fs" % o.write_timeout
-            elif not conn.out and not conn.pending and now - conn.last_io > o.idle_timeout:
+            elif (not conn.out and not conn.pending and not conn.inflight
+                  and now - conn.last_io > o.idle_timeout):
                 reason = None  # a quiet client is normal; just let it go
             else:
                 continue
@@ -407,10 +480,11 @@ class SocketServer:
         fd = conn.sock.fileno()
         if fd in self._conns:
             del self._conns[fd]
-            try:
-                self._sel.unregister(conn.sock)  # type: ignore[union-attr]
-            except (KeyError, ValueError, OSError):
-                pass
+            if conn.mask:
+                try:
+                    self._sel.unregister(conn.sock)  # type: ignore[union-attr]
+                except (KeyError, ValueError, OSError):
+                    pass
         _close_quietly(conn.sock)
 
 
