@@ -71,6 +71,7 @@ def ensure_private_dir(path: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while *pid* runs; a zombie (exited, not yet reaped) counts as gone."""
     if pid <= 0:
         return False
     try:
@@ -78,8 +79,27 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            state = fh.read().rpartition(b")")[2].split()[:1]
+        return state != [b"Z"]
+    except OSError:
+        return True  # no /proc (not Linux) or unreadable: kill(0) is all we know
+
+
+def iter_temp_sockets(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
+    """Yield (pid, path) for ``.PID.XXXX.tmp`` names an agent binds before renaming into place;
+    one is left behind only if that agent died in between."""
+    directory = directory or runtime_dir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in sorted(names):
+        parts = name.split(".")
+        if len(parts) == 4 and parts[0] == "" and parts[1].isdigit() and parts[3] == "tmp":
+            yield int(parts[1]), os.path.join(directory, name)
 
 
 def iter_socket_files(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:

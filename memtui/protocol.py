@@ -178,6 +178,11 @@ def ok(req_id: Any, result: Any) -> Dict[str, Any]:
 
 
 def error(req_id: Any, code: str, message: str, **extra: Any) -> Dict[str, Any]:
+    """An error reply; the message is made a sentence (capital, full stop) for CLIs to print."""
+    message = message.strip() or code
+    message = message[0].upper() + message[1:]
+    if not message.endswith((".", "!", "?")):
+        message += "."
     err: Dict[str, Any] = {"code": code, "message": message}
     err.update(extra)
     return {"id": req_id, "ok": False, "error": err}

@@ -62,4 +62,4 @@ def test_shapes():
     assert protocol.request(3, "stats") == {"v": 1, "id": 3, "op": "stats", "args": {}}
     assert protocol.ok(3, 1) == {"id": 3, "ok": True, "result": 1}
     err = protocol.error(3, protocol.BAD_ARGS, "no", retry_after_s=1)
-    assert err["error"] == {"code": "bad_args", "message": "no", "retry_after_s": 1}
+    assert err["error"] == {"code": "bad_args", "message": "No.", "retry_after_s": 1}

@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Optional, Tuple
 
 import _tracemalloc
 

@@ -1,0 +1,318 @@
+"""The `memtui` command line: parses arguments, talks to agents through AgentClient and prints
+with memtui.render. Every AgentError becomes one sentence on stderr and exit code 2."""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.text import Text
+
+from . import discovery, launch, render
+from .agent.bootstrap import launch_environ
+from .client import AgentClient, find_socket, process_name
+from .protocol import AgentError, RemoteError
+
+app = typer.Typer(name="memtui", help="See and tune the memory of running Python services.",
+                  pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
+console = Console()
+
+EXIT_ERROR = 2  # exit codes: 0 ok, 1 check failed, 2 usage or runtime error
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+class UsageFailure(Exception):
+    """A bad value the user can fix; printed as one line, exit 2."""
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, RemoteError):
+        text = "The agent answered: %s" % text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _connect(pid: int) -> AgentClient:
+    return AgentClient(pid=pid).connect()
+
+
+@app.command()
+def ps(json_: bool = JsonOpt) -> None:
+    """List running agents and Python processes without one; remove stale sockets."""
+    found = discovery.scan()
+    if json_:
+        _print_json(found)
+        return
+    console.print(render.ps_tables(found["agents"], found["others"]))
+    if found["cleaned"]:
+        console.print(Text("Removed %d stale socket(s): PID %s." % (
+            len(found["cleaned"]), ", ".join(str(c["pid"]) for c in found["cleaned"])),
+            style="dim"))
+
+
+# stats / gc / trace --------------------------------------------------------------------------
+@app.command()
+def stats(pid: int = typer.Argument(..., help="PID of a process running the agent."),
+          json_: bool = JsonOpt,
+          follow: bool = typer.Option(False, "--follow", "-f", help="Repeat until Ctrl-C."),
+          interval: float = typer.Option(1.0, "--interval", min=0.05,
+                                         help="Seconds between polls with --follow.")) -> None:
+    """Process memory, heap and component stats of one agent."""
+    with _connect(pid) as client:
+        command = process_name(pid)
+        if not follow:
+            result = client.stats()
+            if json_:
+                _print_json(result)
+            else:
+                console.print(render.stats_view(result, client.info, command))
+            return
+        try:
+            if json_:
+                while True:
+                    _print_json(client.stats())
+                    time.sleep(interval)
+            else:
+                render.live_loop(lambda: render.stats_view(client.stats(), client.info, command),
+                                 interval, console)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command()
+def gc(pid: int = typer.Argument(...),
+       generation: int = typer.Option(2, "--generation", "-g", min=0, max=2),
+       json_: bool = JsonOpt) -> None:
+    """Run gc.collect(GENERATION) inside the process."""
+    with _connect(pid) as client:
+        result = client.gc_collect(generation)
+    if json_:
+        _print_json(result)
+    else:
+        console.print(render.gc_text(pid, result))
+
+
+class TraceAction(str, enum.Enum):
+    start = "start"
+    stop = "stop"
+    top = "top"
+
+
+@app.command()
+def trace(pid: int = typer.Argument(...),
+          action: TraceAction = typer.Argument(..., help="start, stop, or top (largest sites)."),
+          frames: Optional[int] = typer.Option(None, "--frames", min=1, max=100,
+                                               help="Frames per traceback (start)."),
+          limit: int = typer.Option(20, "--limit", min=1, max=500, help="Sites shown (top)."),
+          json_: bool = JsonOpt) -> None:
+    """Start or stop tracemalloc in the process, or show its top allocation sites."""
+    with _connect(pid) as client:
+        if action is TraceAction.start:
+            result = client.trace_start(frames)
+            text = "tracemalloc %s in PID %d with %s frame(s)." % (
+                "was already tracing" if result.get("already") else "started", pid,
+                result.get("nframes"))
+        elif action is TraceAction.stop:
+            result = client.trace_stop()
+            text = "tracemalloc stopped in PID %d." % pid if result.get("was_tracing") \
+                else "tracemalloc was not tracing in PID %d." % pid
+        else:
+            result = client.heap_top(limit=limit)
+    if json_:
+        _print_json(result)
+    elif action is TraceAction.top:
+        console.print(render.heap_top_table(result))
+    else:
+        console.print(text)
+
+
+# run -----------------------------------------------------------------------------------------
+class ChildAgentView:
+    """The live view for `run`: finds the agent in the child or a descendant, then shows stats."""
+
+    def __init__(self, proc: subprocess.Popen, command: str, wait_s: float = 10.0) -> None:
+        self.proc = proc
+        self.command = command
+        self.deadline = time.monotonic() + wait_s
+        self.client: Optional[AgentClient] = None
+        self.last: Optional[RenderableType] = None
+
+    def _find(self) -> Optional[AgentClient]:
+        import psutil  # noqa: PLC0415
+
+        pids = [self.proc.pid]
+        try:
+            pids += [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.Error:
+            return None
+        for pid in pids:
+            if find_socket(pid):
+                try:
+                    return AgentClient(pid=pid, timeout=3.0).connect()
+                except AgentError:
+                    continue
+        return None
+
+    def frame(self) -> RenderableType:
+        if self.client is None:
+            self.client = self._find()
+        if self.client is None:
+            if time.monotonic() < self.deadline:
+                return Text("waiting for agent… (PID %d: %s)" % (self.proc.pid, self.command))
+            return Text("No memtui agent appeared in PID %d or its children; waiting for it to "
+                        "exit." % self.proc.pid, style="yellow")
+        try:
+            self.last = render.stats_view(self.client.stats(), self.client.info,
+                                          process_name(self.client.server_pid or self.proc.pid))
+            return self.last
+        except AgentError as exc:
+            self.close()
+            try:
+                self.proc.wait(0.5)  # the agent usually goes because CMD is exiting
+                return self.last or Text("PID %d exited." % self.proc.pid)
+            except subprocess.TimeoutExpired:
+                note = Text("%s Looking for the agent again…" % _sentence(exc), style="yellow")
+                return Group(self.last, note) if self.last else note
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
+                                        help="The command to run with the agent started in it."),
+        no_tui: bool = typer.Option(False, "--no-tui", help="Only run CMD; show nothing."),
+        interval: Optional[float] = typer.Option(None, "--interval", min=0.01,
+                                                 help="Agent sampling and view refresh (s)."),
+        memory_limit: Optional[str] = typer.Option(None, "--memory-limit",
+                                                   help="Alert limit, e.g. 512MiB."),
+        trace_: bool = typer.Option(False, "--trace", help="Start tracemalloc with the agent."),
+        env: Optional[str] = typer.Option(None, "--env", help="Environment name for the agent.")
+        ) -> None:
+    """Run CMD with the memtui agent started in it; exit with CMD's exit code."""
+    values: Dict[str, Any] = {}
+    if interval is not None:
+        values["interval"] = interval
+    if memory_limit is not None:
+        values["memory_limit"] = memory_limit
+    if trace_:
+        values["trace"] = True
+    if env is not None:
+        values["env"] = env
+    try:
+        options_json = launch.agent_options_json(values)
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    child_env = launch_environ(dict(os.environ), options_json)
+    command = " ".join(cmd)
+    with launch.SignalForwarder() as forwarder:
+        try:
+            proc = subprocess.Popen(cmd, env=child_env, preexec_fn=forwarder.child_preexec)
+        except OSError as exc:
+            raise UsageFailure("Cannot run %s: %s." % (cmd[0], exc.strerror or exc)) from None
+        forwarder.attach(proc)
+        if not no_tui:
+            exited = threading.Event()
+
+            def reap() -> None:
+                proc.wait()
+                exited.set()
+
+            threading.Thread(target=reap, name="memtui-reaper", daemon=True).start()
+            view = ChildAgentView(proc, command)
+            try:
+                render.live_loop(view.frame, interval or 1.0, console, stop=exited)
+            except (OSError, SystemExit):
+                # The view's output broke (rich turns a closed pipe into SystemExit(1)): stop
+                # showing, but CMD still runs to its own end and its exit code is ours.
+                pass
+            finally:
+                view.close()
+        returncode = proc.wait()
+    raise typer.Exit(launch.exit_code(returncode))
+
+
+# demo ----------------------------------------------------------------------------------------
+@app.command()
+def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instead of a live view."),
+         duration: Optional[float] = typer.Option(None, "--duration", min=0.0,
+                                                  help="Stop after this many seconds."),
+         interval: Optional[float] = typer.Option(None, "--interval", min=0.05,
+                                                  help="Seconds between updates (default 2 "
+                                                       "headless, 1 live)."),
+         json_: bool = typer.Option(False, "--json", help="Print JSON lines (implies --no-tui).")
+         ) -> None:
+    """Run the bundled demo service and watch its memory, caches, pool and workers."""
+    from .demo import DemoProcess  # noqa: PLC0415
+
+    headless = no_tui or json_
+    every = interval or (2.0 if headless else 1.0)
+    service = DemoProcess(["--interval", str(min(every, 0.5)), "--exit-with-parent"])
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)  # unwind through `with service` so it is stopped
+    try:
+        with service, _connect(service.pid) as client:
+            if headless:
+                _demo_headless(client, every, duration, json_)
+            else:
+                stop = threading.Event()
+                if duration is not None:
+                    timer = threading.Timer(duration, stop.set)
+                    timer.daemon = True
+                    timer.start()
+                render.live_loop(lambda: render.stats_view(client.stats(), client.info, "demo"),
+                                 every, console, stop=stop)
+    except KeyboardInterrupt:
+        return
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _demo_headless(client: AgentClient, every: float, duration: Optional[float],
+                   json_: bool) -> None:
+    deadline = None if duration is None else time.monotonic() + duration
+    while True:
+        result = client.stats()
+        if json_:
+            _print_json(result)
+        else:
+            console.print(render.stats_view(result, client.info, "demo"))
+        if deadline is None:
+            time.sleep(every)
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(every, remaining))
+
+
+def main() -> None:
+    """Console entry point: typer handles usage errors; agent errors become one sentence."""
+    try:
+        app()
+    except (AgentError, UsageFailure) as exc:
+        sys.stderr.write(_sentence(exc) + "\n")
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

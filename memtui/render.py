@@ -1,0 +1,252 @@
+"""Pure functions turning agent replies (`hello`, `stats`, `gc.collect`, `heap.top`) into rich
+renderables, plus the small Live loop shared by `stats --follow`, `run` and `demo`."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+LEVEL_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
+# Stats shown first for each component kind; the rest fill up to MAX_COMPONENT_STATS.
+KEY_STATS = {
+    "cache": ("entries", "size", "hit_rate", "hits", "misses", "evictions", "bytes"),
+    "pool": ("size", "in_use", "idle", "waiters", "timeouts"),
+    "workers": ("active", "queued", "completed", "failed", "latency_ms"),
+    "batch": ("pending", "batches", "batch_size", "latency_ms"),
+}
+MAX_COMPONENT_STATS = 5
+MIN_WIDTH = {"pid": 7, "rss": 10, "uptime": 7, "python": 7}
+
+
+def fmt_bytes(n: Optional[float]) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return "%d %s" % (value, unit) if unit == "B" else "%.1f %s" % (value, unit)
+        value /= 1024.0
+    return "-"  # unreachable: the loop always returns
+
+
+def fmt_pct(p: Optional[float]) -> str:
+    return "-" if p is None else "%.1f%%" % p
+
+
+def fmt_ms(ms: Optional[float]) -> str:
+    if ms is None:
+        return "-"
+    return "%.0f µs" % (ms * 1000.0) if ms < 1.0 else "%.1f ms" % ms
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return "%.1fs" % seconds if seconds < 10 else "%ds" % s
+    if s < 3600:
+        return "%dm%02ds" % (s // 60, s % 60)
+    if s < 86400:
+        return "%dh%02dm" % (s // 3600, s % 3600 // 60)
+    return "%dd%02dh" % (s // 86400, s % 86400 // 3600)
+
+
+def fmt_value(key: str, value: Any) -> str:
+    """One component stat, formatted by what its name says it is."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        if key.endswith("bytes"):
+            return fmt_bytes(value)
+        if key.endswith("_ms"):
+            return fmt_ms(value)
+        if key.endswith("rate") or key.endswith("ratio"):
+            return fmt_pct(value * 100.0) if value <= 1.0 else "%.1f" % value
+        return "%.2f" % value if isinstance(value, float) else str(value)
+    text = str(value)
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def key_stats(kind: str, stats: Mapping[str, Any]) -> List[str]:
+    preferred = [k for k in KEY_STATS.get(kind, ()) if k in stats]
+    rest = [k for k in stats if k not in preferred and not isinstance(stats[k], (dict, list))]
+    return (preferred + rest)[:MAX_COMPONENT_STATS]
+
+
+def header_text(info: Mapping[str, Any], command: str = "") -> Text:
+    py = info.get("python") or {}
+    text = Text()
+    text.append("PID %s" % info.get("pid", "?"), style="bold")
+    if command:
+        text.append("  " + (command if len(command) <= 60 else command[:59] + "…"), style="cyan")
+    text.append("  env %s  Python %s  agent %s" % (info.get("env", "?"), py.get("version", "?"),
+                                                    info.get("agent_version", "?")))
+    return text
+
+
+def _kv_table(title: str, rows: Iterable[Sequence[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def process_table(stats: Mapping[str, Any]) -> Table:
+    p = stats.get("process") or {}
+    m = stats.get("memory") or {}
+    level = str(m.get("level", "ok"))
+    return _kv_table("Process", [
+        ("RSS", fmt_bytes(p.get("rss"))), ("RSS peak", fmt_bytes(p.get("rss_peak"))),
+        ("USS", fmt_bytes(p.get("uss"))), ("PSS", fmt_bytes(p.get("pss"))),
+        ("VMS", fmt_bytes(p.get("vms"))), ("swap", fmt_bytes(p.get("swap"))),
+        ("threads", str(p.get("threads", "-"))), ("fds", str(p.get("fds", "-"))),
+        ("limit", "%s (%s)" % (fmt_bytes(m.get("limit")), m.get("limit_source", "?"))),
+        ("used", Text("%s %s" % (fmt_pct(m.get("percent")), level),
+                      style=LEVEL_STYLE.get(level, ""))),
+        ("uptime", fmt_duration(stats.get("uptime"))),
+    ])
+
+
+def heap_table(stats: Mapping[str, Any]) -> Table:
+    heap = stats.get("heap") or {}
+    gc_ = heap.get("gc") or {}
+    tm = heap.get("tracemalloc") or {}
+    pause = gc_.get("pause_ms") or {}
+    table = Table(title="Heap", title_justify="left", box=None, padding=(0, 2))
+    for name in ("gc", "count", "threshold", "collections", "collected", "uncollectable",
+                 "max pause"):
+        table.add_column(name, justify="left" if name == "gc" else "right")
+    n = lambda key, i: str((gc_.get(key) or [None] * 3)[i])  # noqa: E731
+    for gen in range(3):
+        table.add_row("gen %d" % gen, n("counts", gen), n("thresholds", gen), n("collections", gen),
+                      n("collected", gen), n("uncollectable", gen),
+                      fmt_ms((pause.get("max") or [None] * 3)[gen]))
+    state = "on" if gc_.get("enabled", True) else "DISABLED"
+    table.caption = "gc %s · pause last %s · p95 %s · garbage %s · " % (
+        state, fmt_ms(pause.get("last")), fmt_ms(pause.get("p95")), gc_.get("garbage", 0))
+    if tm.get("tracing"):
+        table.caption += "tracemalloc %s (peak %s, %s frame(s))" % (
+            fmt_bytes(tm.get("current")), fmt_bytes(tm.get("peak")), tm.get("frames"))
+    else:
+        table.caption += "tracemalloc off"
+    table.caption_justify = "left"
+    return table
+
+
+def components_table(stats: Mapping[str, Any]) -> RenderableType:
+    comps: Mapping[str, Any] = stats.get("components") or {}
+    if not comps:
+        return Text("No components registered.", style="dim")
+    table = Table(title="Components", title_justify="left", box=None, padding=(0, 2))
+    table.add_column("name", style="bold")
+    table.add_column("kind")
+    table.add_column("stats")
+    for name, item in sorted(comps.items()):
+        kind = str(item.get("kind", "custom"))
+        values = item.get("stats") or {}
+        shown = Text("  ".join("%s %s" % (k, fmt_value(k, values[k]))
+                               for k in key_stats(kind, values)))
+        if item.get("error"):
+            shown = Text("error: %s" % item["error"], style="red")
+        table.add_row(name, kind, shown)
+    return table
+
+
+def stats_view(stats: Mapping[str, Any], info: Optional[Mapping[str, Any]] = None,
+               command: str = "") -> RenderableType:
+    parts: List[RenderableType] = []
+    if info:
+        parts.append(header_text(info, command))
+    parts += [process_table(stats), heap_table(stats), components_table(stats)]
+    return Group(*parts)
+
+
+def _one_line(text: Optional[str]) -> Text:
+    """A cell that is cut with an ellipsis rather than wrapped when the column shrinks."""
+    return Text(text or "?", no_wrap=True, overflow="ellipsis")
+
+
+def ps_tables(agents: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str, Any]]) -> Group:
+    table = Table(title="Agents", title_justify="left", box=None, padding=(0, 2))
+    for name in ("pid", "command", "rss", "env", "python", "uptime"):
+        # Only the command may shrink; the figures keep their width however long it is.
+        table.add_column(name, justify="right" if name in ("pid", "rss", "uptime") else "left",
+                         no_wrap=name != "command",
+                         min_width=None if name == "command" else MIN_WIDTH.get(name, 6))
+    for a in agents:
+        if a.get("error"):
+            table.add_row(str(a["pid"]), _one_line(a.get("command")), Text(a["error"], style="red"),
+                          "", "", "")
+        else:
+            table.add_row(str(a["pid"]), _one_line(a.get("command")), fmt_bytes(a.get("rss")),
+                          str(a.get("env", "?")), str(a.get("python", "?")),
+                          fmt_duration(a.get("uptime")))
+    parts: List[RenderableType] = [table if agents else Text("No agents running.", style="dim")]
+    if others:
+        other = Table(title="Python processes without an agent", title_justify="left", box=None,
+                      padding=(0, 2))
+        other.add_column("pid", justify="right", no_wrap=True, min_width=MIN_WIDTH["pid"])
+        other.add_column("command")
+        other.add_column("rss", justify="right", no_wrap=True, min_width=MIN_WIDTH["rss"])
+        for o in others:
+            other.add_row(str(o["pid"]), _one_line(o.get("command")), fmt_bytes(o.get("rss")))
+        parts.append(other)
+    return Group(*parts)
+
+
+def gc_text(pid: int, result: Mapping[str, Any]) -> Text:
+    return Text("gc.collect(%s) in PID %d: %s unreachable objects in %s; RSS %s → %s (%s freed)" % (
+        result.get("generation"), pid, result.get("collected"), fmt_ms(result.get("duration_ms")),
+        fmt_bytes(result.get("rss_before")), fmt_bytes(result.get("rss_after")),
+        fmt_bytes(max(0, result.get("rss_freed") or 0))))
+
+
+def heap_top_table(result: Mapping[str, Any]) -> Table:
+    table = Table(title="Top allocation sites (tracemalloc)", title_justify="left", box=None,
+                  padding=(0, 2))
+    table.add_column("site", overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("count", justify="right")
+    table.add_column("avg", justify="right")
+    for e in result.get("entries") or []:
+        site = e.get("file", "?") + (":%s" % e["line"] if e.get("line") is not None else "")
+        table.add_row(site, fmt_bytes(e.get("size")), str(e.get("count")), fmt_bytes(e.get("avg")))
+    table.caption = "%s sites, %s in %s blocks" % (result.get("sites"),
+                                                  fmt_bytes(result.get("total_size")),
+                                                  result.get("total_count"))
+    table.caption_justify = "left"
+    return table
+
+
+def live_loop(frame: Callable[[], Optional[RenderableType]], interval: float,
+              console: Optional[Console] = None, stop: Optional[threading.Event] = None) -> None:
+    """Redraw ``frame()`` every *interval* seconds until it returns None or *stop* is set.
+
+    Exceptions from ``frame`` (agent gone) and KeyboardInterrupt propagate after Live has
+    restored the terminal.
+    """
+    stop = stop or threading.Event()
+    live = Live(console=console, auto_refresh=False, redirect_stderr=False)
+    try:
+        with live:
+            while not stop.is_set():
+                renderable = frame()
+                if renderable is None:
+                    return
+                live.update(renderable, refresh=True)
+                stop.wait(interval)
+    finally:
+        if not live.console.is_terminal:
+            live.console.line()  # Live ends a non-terminal's final frame without a newline
+
+
+__all__ = ["components_table", "fmt_bytes", "fmt_duration", "fmt_ms", "fmt_pct", "gc_text",
+           "heap_table", "heap_top_table", "live_loop", "process_table", "ps_tables",
+           "stats_view"]
