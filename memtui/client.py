@@ -235,7 +235,10 @@ class AgentClient:
         return "%s closed the connection." % self._who()
 
     # conveniences --------------------------------------------------------------------------
-    def stats(self, components: bool = True) -> Dict[str, Any]:
+    def stats(self, components: bool = True, fresh: bool = False) -> Dict[str, Any]:
+        """The agent's current figures; within 100 ms requests share one sample unless *fresh*."""
+        if fresh:
+            return self.request("stats", components=components, fresh=True)
         return self.request("stats", components=components)
 
     def history(self, since: int = 0, limit: Optional[int] = None,

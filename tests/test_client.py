@@ -16,13 +16,13 @@ MiB = 1 << 20
 def test_stats_move_when_the_target_allocates(start_target):
     t = start_target("interval=0.1")
     with AgentClient(pid=t.pid) as c:
-        before = c.stats()
+        before = c.stats(fresh=True)
         assert before["pid"] == t.pid and before["process"]["source"] == "proc"
         t.send("alloc 64")
-        after = c.stats()
+        after = c.stats(fresh=True)
         assert after["process"]["rss"] - before["process"]["rss"] > 48 * MiB
         t.send("free")
-        freed = c.stats()
+        freed = c.stats(fresh=True)
         assert after["process"]["rss"] - freed["process"]["rss"] > 48 * MiB
 
 
@@ -60,9 +60,9 @@ def test_trace_start_stop_and_heap_top_without_tracing(start_target):
             c.heap_top()
         assert info.value.code == "unavailable" and "memtui trace %d start" % t.pid in str(info.value)
         assert c.trace_start(nframes=3) == {"tracing": True, "nframes": 3, "already": False}
-        assert c.stats()["heap"]["tracemalloc"]["frames"] == 3
+        assert c.stats(fresh=True)["heap"]["tracemalloc"]["frames"] == 3
         assert c.trace_stop()["was_tracing"] is True
-        assert c.stats()["heap"]["tracemalloc"] == {"tracing": False}
+        assert c.stats(fresh=True)["heap"]["tracemalloc"] == {"tracing": False}
 
 
 def test_missing_pid_and_pid_without_agent():
@@ -146,3 +146,15 @@ def test_pipelined_requests_answered_in_order_across_slow_ops(start_target):
     ids = [protocol.read_frame(s, protocol.MAX_RESPONSE)["id"] for _ in range(4)]
     s.close()
     assert ids == [1, 2, 3, 4]
+
+
+def test_concurrent_stats_share_one_sample_unless_fresh(start_target):
+    t = start_target("stats_max_age=10")
+    with AgentClient(pid=t.pid) as a, AgentClient(pid=t.pid) as b:
+        first = a.stats()
+        assert b.stats()["t"] == first["t"], "a second poller within the window reuses the sample"
+        t.send("alloc 32")
+        assert a.stats()["process"]["rss"] == first["process"]["rss"]
+        fresh = b.stats(fresh=True)
+        assert fresh["t"] > first["t"] and fresh["process"]["rss"] > first["process"]["rss"]
+        assert a.stats()["t"] == fresh["t"], "a fresh sample refreshes the shared one"

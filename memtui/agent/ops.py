@@ -141,15 +141,9 @@ def _hello(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     return info
 
 
-@op("stats", args=("components",))
+@op("stats", args=("components", "fresh"))
 def _stats(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
-    sample = agent.sample(record=False, components=a.bool("components", True))
-    sample["events_seq"] = agent.events.last_seq
-    if agent.server is not None:
-        sample["agent"] = {"clients": agent.server.clients, "accepted": agent.server.accepted,
-                           "refused": agent.server.refused, "dropped": agent.server.dropped,
-                           "errors": len(agent.errors)}
-    return sample
+    return agent.stats_json(a.bool("components", True), a.bool("fresh", False))
 
 
 @op("history", args=("since", "limit", "components"))

@@ -83,6 +83,7 @@ class AgentOptions:
     request_timeout: float = 10.0  # a started request frame must complete within this
     write_timeout: float = 10.0  # a reply must make progress within this
     idle_timeout: float = 600.0
+    stats_max_age: float = 0.1  # `stats` requests within this window share one sample
     mutations_burst: int = 5  # mutating ops: token bucket size...
     mutations_per_s: float = 0.5  # ...and refill rate
     signal: int = int(getattr(signal, "SIGUSR2", 12))
@@ -90,6 +91,7 @@ class AgentOptions:
     _CONVERT = {
         "interval": parse_duration, "request_timeout": parse_duration,
         "write_timeout": parse_duration, "idle_timeout": parse_duration,
+        "stats_max_age": parse_duration,
         "memory_limit": lambda v: None if v in (None, "", 0) else parse_size(v),
         "signal": parse_signal,
     }

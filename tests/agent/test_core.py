@@ -85,6 +85,8 @@ def test_history_ring_is_bounded_and_columnar():
     assert [r[0] for r in h["rows"]] == list(range(16, 26))
     assert [c_["seq"] for c_ in h["components"]] == [23, 24, 25]
     assert agent.history(since=23)["rows"][0][0] == 24
+    expanded = h["components"][-1]["components"]["c"]
+    assert expanded["kind"] == "cache" and expanded["stats"]["hits"] == 1
     rss = h["rows"][-1][HISTORY_FIELDS.index("rss")]
     assert rss > 1 << 20
     del c
