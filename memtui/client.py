@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import stat
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -50,24 +49,11 @@ def find_socket(pid: int) -> Optional[str]:
 
 def check_socket_file(path: str) -> None:
     """Refuse anything but a socket we own with mode 0600 (or stricter)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise NoAgent("No agent socket at %s." % path) from None
-    except PermissionError:
-        raise PermissionRefused("Permission denied reading %s; it belongs to another user." % path) from None
-    if stat.S_ISLNK(st.st_mode):
-        raise PermissionRefused("Refusing %s: it is a symlink, not the agent's socket." % path)
-    if not stat.S_ISSOCK(st.st_mode):
-        raise PermissionRefused("Refusing %s: it is not a socket." % path)
-    if st.st_uid != os.geteuid():
-        raise PermissionRefused(
-            "Refusing the socket %s: it is owned by uid %d, not by you (uid %d); run memtui as "
-            "that user." % (path, st.st_uid, os.geteuid()))
-    if st.st_mode & 0o077:
-        raise PermissionRefused(
-            "Refusing the socket %s: its mode %o lets other users in; an agent always creates "
-            "it 0600." % (path, stat.S_IMODE(st.st_mode)))
+    if not os.path.lexists(path):
+        raise NoAgent("No agent socket at %s." % path)
+    problem = paths.private_problem(path, "socket")
+    if problem:
+        raise PermissionRefused("Refusing the agent socket: %s." % problem)
 
 
 class AgentClient:

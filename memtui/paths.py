@@ -34,25 +34,36 @@ def socket_path(pid: int, directory: Optional[str] = None) -> str:
     return os.path.join(directory or runtime_dir(), "%d%s" % (pid, SOCKET_SUFFIX))
 
 
-def check_private_dir(path: str) -> None:
-    """Raise RuntimeDirError unless *path* is a real directory, owned by us, with no group/other bits."""
+def private_problem(path: str, kind: str) -> Optional[str]:
+    """Why *path* is not a private ``kind`` ("directory" or "socket") of ours, or None if it is.
+
+    The one place for the rule both sides enforce: a real entry (not a symlink) of that kind,
+    owned by our euid, with no group/other permission bits.
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise RuntimeDirError("runtime directory %s does not exist" % path) from None
+        return "%s does not exist" % path
+    except OSError as exc:
+        return "%s cannot be examined (%s)" % (path, exc.strerror or exc)
     if stat.S_ISLNK(st.st_mode):
-        raise RuntimeDirError("runtime directory %s is a symlink; refusing to use it" % path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise RuntimeDirError("runtime directory %s is not a directory" % path)
+        return "%s is a symlink, not a %s" % (path, kind)
+    is_kind = stat.S_ISDIR if kind == "directory" else stat.S_ISSOCK
+    if not is_kind(st.st_mode):
+        return "%s is not a %s" % (path, kind)
     if st.st_uid != os.geteuid():
-        raise RuntimeDirError(
-            "runtime directory %s is owned by uid %d, not by us (uid %d); refusing to use it"
-            % (path, st.st_uid, os.geteuid())
-        )
+        return "%s is owned by uid %d, not by uid %d" % (path, st.st_uid, os.geteuid())
     if st.st_mode & 0o077:
-        raise RuntimeDirError(
-            "runtime directory %s has mode %o; it must be 0700" % (path, stat.S_IMODE(st.st_mode))
-        )
+        return "%s has mode %o, which lets other users in; it must be %s" % (
+            path, stat.S_IMODE(st.st_mode), "0700" if kind == "directory" else "0600")
+    return None
+
+
+def check_private_dir(path: str) -> None:
+    """Raise RuntimeDirError unless *path* is a real directory, owned by us, with no group/other bits."""
+    problem = private_problem(path, "directory")
+    if problem:
+        raise RuntimeDirError("refusing the runtime directory: " + problem)
 
 
 def ensure_private_dir(path: str) -> str:
@@ -91,25 +102,25 @@ def pid_alive(pid: int) -> bool:
 def iter_temp_sockets(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
     """Yield (pid, path) for ``.PID.XXXX.tmp`` names an agent binds before renaming into place;
     one is left behind only if that agent died in between."""
-    directory = directory or runtime_dir()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in sorted(names):
+    directory, names = _names(directory)
+    for name in names:
         parts = name.split(".")
         if len(parts) == 4 and parts[0] == "" and parts[1].isdigit() and parts[3] == "tmp":
             yield int(parts[1]), os.path.join(directory, name)
 
 
-def iter_socket_files(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
-    """Yield (pid, path) for every ``PID.sock`` entry in the runtime directory."""
+def _names(directory: Optional[str]) -> Tuple[str, list]:
     directory = directory or runtime_dir()
     try:
-        names = os.listdir(directory)
+        return directory, sorted(os.listdir(directory))
     except OSError:
-        return
-    for name in sorted(names):
+        return directory, []
+
+
+def iter_socket_files(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
+    """Yield (pid, path) for every ``PID.sock`` entry in the runtime directory."""
+    directory, names = _names(directory)
+    for name in names:
         if not name.endswith(SOCKET_SUFFIX):
             continue
         stem = name[: -len(SOCKET_SUFFIX)]
