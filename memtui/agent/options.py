@@ -23,32 +23,27 @@ _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 
 _NUM_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
 
 
-def parse_size(value: Any) -> int:
-    """Bytes from an int or a string with a unit; ValueError names the bad value."""
+def _parse_unit(value: Any, units: Dict[str, float], what: str, examples: str) -> float:
     if isinstance(value, bool):
-        raise ValueError("expected a size, got %r" % value)
+        raise ValueError("expected a %s, got %r" % (what, value))
     if isinstance(value, (int, float)):
         if value < 0:
-            raise ValueError("size must not be negative: %r" % value)
-        return int(value)
+            raise ValueError("%s must not be negative: %r" % (what, value))
+        return value
     m = _NUM_UNIT.match(str(value))
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise ValueError("not a size: %r (try 512MiB, 2GB or a number of bytes)" % value)
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if not m or m.group(2).lower() not in units:
+        raise ValueError("not a %s: %r (try %s)" % (what, value, examples))
+    return float(m.group(1)) * units[m.group(2).lower()]
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a string with a unit; ValueError names the bad value."""
+    return int(_parse_unit(value, _SIZE_UNITS, "size", "512MiB, 2GB or a number of bytes"))
 
 
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string with a unit."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration, got %r" % value)
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("duration must not be negative: %r" % value)
-        return float(value)
-    m = _NUM_UNIT.match(str(value))
-    if not m or m.group(2).lower() not in _DURATION_UNITS:
-        raise ValueError("not a duration: %r (try 250ms, 90s or 2m)" % value)
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    return float(_parse_unit(value, _DURATION_UNITS, "duration", "250ms, 90s or 2m"))
 
 
 def parse_signal(value: Any) -> int:
