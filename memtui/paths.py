@@ -87,7 +87,7 @@ def pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         pass
@@ -100,13 +100,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def iter_temp_sockets(directory: Optional[str] = None) -> Iterator[Tuple[int, str]]:
-    """Yield (pid, path) for ``.PID.XXXX.tmp`` names an agent binds before renaming into place;
-    one is left behind only if that agent died in between."""
+    """Yield (pid, path) for ``PID.tmp`` names an agent binds before renaming into place; one is
+    left behind only if that agent died in between."""
     directory, names = _names(directory)
     for name in names:
-        parts = name.split(".")
-        if len(parts) == 4 and parts[0] == "" and parts[1].isdigit() and parts[3] == "tmp":
-            yield int(parts[1]), os.path.join(directory, name)
+        stem, dot, ext = name.partition(".")
+        if dot and ext == "tmp" and stem.isdigit():
+            yield int(stem), os.path.join(directory, name)
 
 
 def _names(directory: Optional[str]) -> Tuple[str, list]:

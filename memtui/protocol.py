@@ -70,26 +70,83 @@ class RemoteError(AgentError):
         self.code = code
 
 
-def _sanitize(obj: Any, depth: int = 0) -> Any:
-    """Make *obj* strict-JSON-safe: non-finite floats become None, unknown types become str."""
-    if depth > 32:
-        return None
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _sanitize(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_sanitize(v, depth + 1) for v in obj]
-    return str(obj)
+_SCALARS = (str, bool, type(None))
+_MAX_INT_BITS = 1000  # larger ints become strings: str() of a huge int is slow or refused
+
+
+def _label(obj: Any) -> str:
+    try:
+        return str(obj)[:200]
+    except Exception:
+        return "<unprintable %s>" % type(obj).__name__
+
+
+def json_safe(obj: Any, max_nodes: int = 10000, max_depth: int = 32) -> Any:
+    """A strict-JSON-safe copy of *obj*, whatever it holds: non-finite floats become None, huge
+    ints and unknown types become strings, cycles become "<cycle>", and the copy stops at
+    *max_nodes* values ("<truncated>") so a pathological structure costs bounded time."""
+    budget = [max_nodes]
+    path: set = set()
+
+    def walk(o: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > max_depth:
+            return "<truncated>"
+        if isinstance(o, _SCALARS):
+            return o if type(o) in (str, bool, type(None)) else _label(o)
+        if isinstance(o, int):
+            return int(o) if o.bit_length() <= _MAX_INT_BITS else "<int of %d bits>" % o.bit_length()
+        if isinstance(o, float):
+            return float(o) if math.isfinite(o) else None
+        if isinstance(o, (dict, list, tuple, set, frozenset)):
+            if id(o) in path:
+                return "<cycle>"
+            path.add(id(o))
+            try:
+                if isinstance(o, dict):
+                    out_d: Dict[str, Any] = {}
+                    for k, v in list(o.items()):
+                        if budget[0] <= 0:
+                            out_d["<truncated>"] = True
+                            break
+                        out_d[k if isinstance(k, str) else _label(k)] = walk(v, depth + 1)
+                    return out_d
+                out_l: List[Any] = []
+                for v in list(o):
+                    if budget[0] <= 0:
+                        out_l.append("<truncated>")
+                        break
+                    out_l.append(walk(v, depth + 1))
+                return out_l
+            finally:
+                path.discard(id(o))
+        return _label(o)
+
+    return walk(obj, 0)
+
+
+def is_flat_json(d: Dict[str, Any]) -> bool:
+    """True for the common case that needs no copying: str keys, plain scalar values."""
+    for k, v in d.items():
+        t = type(v)
+        if type(k) is not str:
+            return False
+        if t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is int:
+            if v.bit_length() > _MAX_INT_BITS:
+                return False
+        elif t is not str and t is not bool and v is not None:
+            return False
+    return True
 
 
 def dumps(obj: Any) -> bytes:
     try:
         text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
-        text = json.dumps(_sanitize(obj), separators=(",", ":"), allow_nan=False)
+        text = json.dumps(json_safe(obj), separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8")
 
 
@@ -193,9 +250,9 @@ def ok(req_id: Any, result: Any) -> Dict[str, Any]:
 
 
 def error(req_id: Any, code: str, message: str, **extra: Any) -> Dict[str, Any]:
-    """An error reply; the message is made a sentence (capital, full stop) for CLIs to print."""
+    """An error reply; the message ends with a full stop (it is often led by an op name such as
+    gc.collect, so it is not capitalised)."""
     message = message.strip() or code
-    message = message[0].upper() + message[1:]
     if not message.endswith((".", "!", "?")):
         message += "."
     err: Dict[str, Any] = {"code": code, "message": message}

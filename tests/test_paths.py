@@ -41,7 +41,7 @@ def test_ps_cleans_half_created_socket_of_dead_agent(cli, runtime_dir):
     paths.ensure_private_dir(runtime_dir)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    tmp = os.path.join(runtime_dir, ".%d.0badf00d.tmp" % dead.pid)
+    tmp = os.path.join(runtime_dir, "%d.tmp" % dead.pid)
     s = socket.socket(socket.AF_UNIX)
     s.bind(tmp)
     s.close()
@@ -49,3 +49,7 @@ def test_ps_cleans_half_created_socket_of_dead_agent(cli, runtime_dir):
     assert out.returncode == 0, out.stderr
     cleaned = json.loads(out.stdout)["cleaned"]
     assert [c["socket"] for c in cleaned] == [tmp] and not os.path.exists(tmp)
+
+
+def test_huge_pid_is_not_alive():
+    assert paths.pid_alive(99999999999) is False

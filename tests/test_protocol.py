@@ -62,4 +62,26 @@ def test_shapes():
     assert protocol.request(3, "stats") == {"v": 1, "id": 3, "op": "stats", "args": {}}
     assert protocol.ok(3, 1) == {"id": 3, "ok": True, "result": 1}
     err = protocol.error(3, protocol.BAD_ARGS, "no", retry_after_s=1)
-    assert err["error"] == {"code": "bad_args", "message": "No.", "retry_after_s": 1}
+    assert err["error"] == {"code": "bad_args", "message": "no.", "retry_after_s": 1}
+    assert protocol.error(1, "x", "gc.collect is rate-limited")["error"]["message"] == \
+        "gc.collect is rate-limited."
+
+
+def test_json_safe_survives_hostile_structures():
+    d = {"n": 1}
+    d["a"] = d
+    d["b"] = d  # two back-references: naive recursion would build 2**depth nodes
+
+    class BadStr:
+        def __str__(self):
+            raise RuntimeError("no str")
+
+    out = protocol.json_safe({"self": d, "big": 10 ** 5000, "bad": BadStr(), 3: {1, 2},
+                              "deep": [[[[[[[[1]]]]]]]], "nan": float("nan")}, max_depth=4)
+    assert out["self"] == {"n": 1, "a": "<cycle>", "b": "<cycle>"}
+    assert out["big"].startswith("<int of ") and out["bad"] == "<unprintable BadStr>"
+    assert sorted(out["3"]) == [1, 2] and out["nan"] is None
+    assert "<truncated>" in json.dumps(out["deep"])
+    json.dumps(out, allow_nan=False)
+    wide = protocol.json_safe(list(range(100000)), max_nodes=50)
+    assert len(wide) == 50 and wide[-1] == "<truncated>" and wide[10] == 10

@@ -83,7 +83,9 @@ class Agent:
         self._hist_lock = threading.Lock()
         self._seq = 0
         self._stats_cache: Dict[bool, Tuple[float, protocol.RawJSON]] = {}
+        self._last_comps: Tuple[Optional[float], Dict[str, Any]] = (None, {})
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and by a new registration
         self._thread: Optional[threading.Thread] = None
         self.server: Any = None
         self.running = False
@@ -94,6 +96,7 @@ class Agent:
         if self.options.trace and not _tracemalloc.is_tracing():
             _tracemalloc.start(self.options.trace_frames)
         self.running = True
+        self.registry.listeners.append(self._wake.set)  # a new component shows up at once
         self._thread = threading.Thread(target=self._run, name="memtui-sampler", daemon=True)
         self._thread.start()
         if self.options.serve:
@@ -113,6 +116,9 @@ class Agent:
         except Exception as exc:
             self.server = None
             self.record_error("server", exc, always=True)
+            # The event is unreadable without a socket; say it once where a person will see it.
+            warnings.warn("memtui agent in PID %d is not serving: %s" % (self.pid, exc),
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def socket_path(self) -> Optional[str]:
@@ -123,12 +129,20 @@ class Agent:
             return
         self.running = False
         self._stop.set()
+        self._wake.set()
+        self._drop_listener()
         if self.server is not None:
             self.server.stop()
         self.heap.uninstall()
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=2.0)
+
+    def _drop_listener(self) -> None:
+        try:
+            self.registry.listeners.remove(self._wake.set)
+        except ValueError:
+            pass
 
     def abandon_in_child(self) -> None:
         """After fork, in the child: let go of the parent's listener and threads without touching
@@ -164,8 +178,12 @@ class Agent:
             now = time.monotonic()
             if next_t < now:  # fell behind (suspended, overloaded): skip, do not burst
                 next_t = now + interval
-            if self._stop.wait(next_t - now):
-                return
+            if self._wake.wait(next_t - now):
+                # woken by a registration: sample soon (a burst of them costs one sample)
+                if self._stop.wait(0.05):
+                    return
+                self._wake.clear()
+                next_t = time.monotonic()
 
     def memory_state(self, rss: int) -> Dict[str, Any]:
         limit = self.limit.get("bytes")
@@ -175,11 +193,17 @@ class Agent:
                 "critical_pct": self.options.critical_pct}
 
     def sample(self, record: bool = False, components: bool = True) -> Dict[str, Any]:
+        """Process and heap figures now. Components' stats() run only when *record* (on the
+        sampler thread): a component that blocks stalls the history, never a client's request.
+        Otherwise the latest collected component figures are attached with ``components_t``."""
         proc = self.process.collect()
         heap = self.heap.collect()
-        comps = self.registry.collect() if (components or record) else None
         if record:
+            comps = self.registry.collect()
+            self._last_comps = (time.time(), comps)
             self._check_memory(proc.get("rss", 0))
+        else:
+            comps = self._last_comps[1]
         sample: Dict[str, Any] = {
             "t": time.time(),
             "uptime": time.monotonic() - self._mono0,
@@ -190,8 +214,9 @@ class Agent:
         }
         if components:
             sample["components"] = comps
+            sample["components_t"] = self._last_comps[0]
         if record:
-            self._record(sample, comps or {})
+            self._record(sample, comps)
         else:
             sample["seq"] = self._seq
         return sample
@@ -358,11 +383,17 @@ def _ensure_hooks() -> None:
         os.register_at_fork(after_in_child=_after_fork_child)
 
 
+FORK_START_DELAY = 0.2  # seconds a forked child waits before starting its own agent
+
+
 def _after_fork_child() -> None:
-    """In a forked child: drop the parent's listener (never unlink it) and serve our own PID."""
+    """In a forked child: drop the parent's listener (never unlink it) and, shortly after, serve
+    our own PID. The delay means a child that execs or exits at once (subprocess with
+    preexec_fn, fork+exec) never binds a socket it would leave behind."""
     global _AGENT, _LOCK, _REGISTRY
     _LOCK = threading.RLock()  # the parent's may have been held by another thread at fork time
     old = _AGENT
+    _AGENT = None
     if old is None or not old.running:
         _REGISTRY = _REGISTRY.clone()
         return
@@ -372,9 +403,21 @@ def _after_fork_child() -> None:
         opts = old.options
         if opts.socket_path:
             opts = opts.replace(socket_path=None, runtime_dir=os.path.dirname(opts.socket_path))
-        _AGENT = Agent(opts, _REGISTRY).start()
+        threading.Thread(target=_start_forked, args=(opts,), name="memtui-fork-start",
+                         daemon=True).start()
     except Exception:  # the child must carry on whatever happens here
-        _AGENT = None
+        pass
+
+
+def _start_forked(opts: AgentOptions) -> None:
+    global _AGENT
+    time.sleep(FORK_START_DELAY)
+    try:
+        with _LOCK:
+            if _AGENT is None:  # unless the child started one itself meanwhile
+                _AGENT = Agent(opts, _REGISTRY).start()
+    except Exception:
+        pass
 
 
 def current() -> Optional[Agent]:
@@ -437,9 +480,14 @@ def install(signal: Any = None, force: bool = False, **options: Any) -> bool:
                                                                      previous),
             RuntimeWarning, stacklevel=2)
         return False
+    try:
+        _signal.signal(sig, _on_signal)
+    except (OSError, ValueError) as exc:
+        warnings.warn("memtui.install(): cannot handle signal %d: %s; not installed" % (sig, exc),
+                      RuntimeWarning, stacklevel=2)
+        return False
     _INSTALLED.clear()
     _INSTALLED.update(options=opts, signal=sig, previous=previous)
-    _signal.signal(sig, _on_signal)
     _ensure_hooks()
     return True
 

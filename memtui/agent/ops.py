@@ -220,10 +220,10 @@ def _heap_top(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     # an object per trace (6 s for 200k traces here), the grouped list is a few hundred rows.
     excluded = (tracemalloc.__file__, "<frozen importlib._bootstrap>",
                 "<frozen importlib._bootstrap_external>", "<unknown>")
-    agent_dir = os.path.join(_AGENT_DIR, "agent") + os.sep
+    own = _AGENT_DIR + os.sep  # all of memtui: the agent's buffers are not the app's memory
     stats = [st for st in snap.statistics(group_by)
              if st.traceback[0].filename not in excluded
-             and (include_agent or not st.traceback[0].filename.startswith(agent_dir))]
+             and (include_agent or not st.traceback[0].filename.startswith(own))]
     entries = []
     for st in stats[:limit]:
         frame = st.traceback[0]

@@ -5,6 +5,7 @@ Sizes accept units (``"512MiB"``, ``"1.5GB"``) and durations accept ``"90s"``, `
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -27,13 +28,16 @@ def _parse_unit(value: Any, units: Dict[str, float], what: str, examples: str) -
     if isinstance(value, bool):
         raise ValueError("expected a %s, got %r" % (what, value))
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("%s must not be negative: %r" % (what, value))
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("%s must be a finite number >= 0, got %r" % (what, value))
         return value
     m = _NUM_UNIT.match(str(value))
     if not m or m.group(2).lower() not in units:
         raise ValueError("not a %s: %r (try %s)" % (what, value, examples))
-    return float(m.group(1)) * units[m.group(2).lower()]
+    result = float(m.group(1)) * units[m.group(2).lower()]
+    if not math.isfinite(result):
+        raise ValueError("%s out of range: %r" % (what, value))
+    return result
 
 
 def parse_size(value: Any) -> int:
@@ -46,16 +50,27 @@ def parse_duration(value: Any) -> float:
     return float(_parse_unit(value, _DURATION_UNITS, "duration", "250ms, 90s or 2m"))
 
 
+# Uncatchable, or raised by a fault in the process itself: a Python handler there would loop.
+_UNUSABLE = {getattr(signal, n) for n in ("SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE",
+                                          "SIGILL") if hasattr(signal, n)}
+
+
 def parse_signal(value: Any) -> int:
-    if isinstance(value, int):
-        return int(value)
-    name = str(value).upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    sig = getattr(signal, name, None)
-    if not isinstance(sig, int):
+    if isinstance(value, bool):
         raise ValueError("not a signal: %r" % value)
-    return int(sig)
+    if isinstance(value, int):
+        sig = int(value)
+    else:
+        name = str(value).upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        found = getattr(signal, name, None)
+        if not isinstance(found, int):
+            raise ValueError("not a signal: %r" % value)
+        sig = int(found)
+    if sig in _UNUSABLE or not 0 < sig < getattr(signal, "NSIG", 65):
+        raise ValueError("signal %r cannot activate the agent; use SIGUSR2 or SIGUSR1" % value)
+    return sig
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,7 @@ class AgentOptions:
                     if typ is bool and not isinstance(raw, bool):
                         raise ValueError("expected true or false")
                     value = typ(raw)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ValueError("agent option %s: %s" % (key, exc)) from None
             kwargs[key] = value
         opts = cls(**kwargs)
@@ -137,8 +152,12 @@ class AgentOptions:
         return type(self).from_mapping(base)
 
     def check(self) -> None:
-        if self.interval <= 0:
-            raise ValueError("agent option interval must be > 0")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("agent option %s must be a finite number, got %r" % (f.name, value))
+        if self.interval < 0.01:
+            raise ValueError("agent option interval must be at least 10ms")
         if self.history < 2 or self.component_history < 0 or self.events < 1:
             raise ValueError("agent options history >= 2, component_history >= 0, events >= 1")
         if not 0 < self.warning_pct < self.critical_pct:

@@ -9,6 +9,8 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import protocol
+
 KINDS = ("cache", "pool", "workers", "batch", "custom")
 
 try:  # typing.Protocol exists on every supported Python; keep the import cheap and optional
@@ -49,6 +51,7 @@ class ComponentRegistry:
         self._lock = threading.Lock()
         self._entries: Dict[str, _Entry] = {}
         self._dead: List[Any] = []
+        self.listeners: List[Callable[[], None]] = []  # told when a component is added
 
     def register(self, component: Any, name: Optional[str] = None, kind: Optional[str] = None,
                  strong: bool = False) -> str:
@@ -84,6 +87,11 @@ class ComponentRegistry:
                 n += 1
                 unique = "%s#%d" % (base, n)
             self._entries[unique] = _Entry(unique, kind, ref, component if strong else None)
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                pass
         return unique
 
     def unregister(self, component_or_name: Any) -> bool:
@@ -141,6 +149,10 @@ class ComponentRegistry:
                 stats = obj.stats()
                 if not isinstance(stats, dict):
                     raise TypeError("stats() returned %s, not dict" % type(stats).__name__)
+                if not protocol.is_flat_json(stats):
+                    # made safe here, per component: one odd value (a cycle, a 10**5000, an
+                    # object whose str() raises) must not break the whole reply
+                    stats = protocol.json_safe(stats, max_nodes=2000)
                 item: Dict[str, Any] = {"kind": entry.kind, "stats": stats}
             except Exception as exc:  # a broken component must not break the agent
                 entry.errors += 1

@@ -83,7 +83,14 @@ class SocketServer:
     def start(self) -> None:
         directory = os.path.dirname(self.path)
         paths.ensure_private_dir(directory)
-        tmp = os.path.join(directory, ".%d.%s.tmp" % (os.getpid(), os.urandom(4).hex()))
+        # The temporary name is never longer than the final one (AF_UNIX paths are capped at
+        # 107 bytes): "PID.sock" binds as "PID.tmp". One agent per PID, so it cannot collide;
+        # a leftover from a crashed process with the same PID is ours to remove.
+        tmp = os.path.join(directory, "%d.tmp" % os.getpid())
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(tmp)

@@ -162,3 +162,12 @@ def test_malformed_mutating_request_spends_no_rate_limit_token():
     assert limited["error"]["code"] == "rate_limited" and limited["error"]["retry_after_s"] > 0
     assert ops.dispatch(agent, {"id": 4, "op": "stats", "args": None}, {})["ok"] is True
     assert ops.dispatch(agent, {"id": 5, "op": "stats", "args": []}, {})["error"]["code"] == "bad_args"
+
+
+@pytest.mark.parametrize("bad", [{"interval": float("nan")}, {"interval": float("inf")},
+                                 {"interval": 0.001}, {"memory_limit": 1e400},
+                                 {"memory_limit": "1e400GB"}, {"warning_pct": float("nan")},
+                                 {"signal": "KILL"}, {"signal": "SEGV"}, {"signal": 9999}])
+def test_options_reject_values_that_would_spin_or_crash_the_host(bad):
+    with pytest.raises(ValueError):
+        AgentOptions.from_mapping(bad)

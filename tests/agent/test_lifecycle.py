@@ -182,3 +182,40 @@ def test_agent_started_by_bootstrap_env(agent_env, runtime_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd="/", timeout=30)
     assert out.stdout.split() == ["True", "0.2", "True"], out.stderr
+
+
+@pytest.mark.parametrize("command", ["forkexec 5", "preexec"])
+def test_children_that_exec_at_once_leave_no_socket(start_target, runtime_dir, command):
+    t = start_target()
+    assert t.send(command) == "ok"
+    import time
+
+    time.sleep(0.5)  # past the forked child's start delay: a child still alive would have bound
+    assert os.listdir(runtime_dir) == ["%d.sock" % t.pid]
+
+
+@pytest.mark.parametrize("how", ["selfref", "bigint", "badstr"])
+def test_one_bad_component_spoils_only_its_own_entry(start_target, how):
+    t = start_target("interval=0.1", "stats_max_age=0")
+    t.send("register 1")
+    t.send("hostile " + how)
+    with AgentClient(pid=t.pid, timeout=5) as c:
+        stats = wait_for(lambda: (lambda s: s if "hostile-" + how in s["components"] else None)(
+            c.stats()), message="hostile component listed")
+        assert stats["components"]["c0"]["stats"]["calls"] >= 1
+        assert stats["process"]["rss"] > 0
+        entry = stats["components"]["hostile-" + how]
+        assert entry.get("stats") or entry.get("error")
+    assert t.send("ping") == "pong"
+
+
+def test_blocking_component_stalls_no_client(start_target):
+    t = start_target("interval=0.1")
+    t.send("register 1")
+    with AgentClient(pid=t.pid, timeout=3) as c:
+        wait_for(lambda: "c0" in c.stats()["components"], message="c0 listed")
+        t.send("hostile block")  # from now on every sample blocks 5 s inside stats()
+        for _ in range(10):  # a 3 s client timeout would trip if a request ran stats()
+            s = c.stats(fresh=True)
+            assert s["process"]["rss"] > 0 and "c0" in s["components"]
+        assert c.request("hello")["pid"] == t.pid

@@ -424,7 +424,7 @@ def test_client_over_max_clients_gets_busy_frame(start_target):
 def test_pipelining_client_that_never_reads_is_bounded_and_dropped(start_target):
     # Fast sampling makes each `history` reply tens of KiB, so 2000 unread replies would be
     # ~70 MiB if the server buffered them.
-    target = start_target("write_timeout=1", "interval=0.005")
+    target = start_target("write_timeout=1", "interval=0.01")
     with AgentClient(pid=target.pid, timeout=5) as c:
         wait_for(lambda: len(c.history()["rows"]) >= 300, timeout=15, interval=0.1,
                  message="300 history rows")

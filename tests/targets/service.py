@@ -6,6 +6,10 @@ Prints ``READY <pid> <socket-path>`` once serving. Commands (each answered by on
   objs N        keep N small dicts (Python-heap growth)     -> "ok"
   fork          fork; the child keeps running and prints "child <pid> <socket>" -> "forked <pid>"
   register N    register N trivial components              -> "ok"
+  hostile KIND  register a hostile component: block (stats() sleeps 5 s), selfref (a dict that
+                refers to itself twice), bigint (10**5000), badstr (str() raises) -> "ok"
+  forkexec N    N times: fork, exec /bin/true, wait          -> "ok"
+  preexec       subprocess.run(["true"], preexec_fn=...)     -> "ok"
   ping          -> "pong"
   exit CODE     exit with CODE (atexit runs)               -> (no reply)
 Agent options come from MEMTUI_AGENT_OPTIONS, or start() keywords in argv as key=value.
@@ -32,6 +36,34 @@ class Counter:
     def stats(self):
         self.n += 1
         return {"calls": self.n, "size": len(KEEP)}
+
+
+class Hostile:
+    kind = "custom"
+
+    def __init__(self, how):
+        self.name = "hostile-" + how
+        self.how = how
+
+    def stats(self):
+        import time
+
+        if self.how == "block":
+            time.sleep(5)
+            return {"slept": 5}
+        if self.how == "selfref":
+            d = {"n": 1}
+            d["a"] = d
+            d["b"] = d
+            return d
+        if self.how == "bigint":
+            return {"n": 10 ** 5000}
+
+        class BadStr:
+            def __str__(self):
+                raise RuntimeError("no str")
+
+        return {"bad": BadStr()}
 
 
 def rss():
@@ -84,6 +116,23 @@ def main():
                 time.sleep(float(arg or 30))
                 os._exit(0)
             print("forked %d" % pid, flush=True)
+        elif cmd == "hostile":
+            c = Hostile(arg)
+            COMPONENTS.append(c)
+            memtui.register(c)
+            print("ok", flush=True)
+        elif cmd == "forkexec":
+            for _ in range(int(arg)):
+                pid = os.fork()
+                if pid == 0:
+                    os.execv("/bin/true", ["true"])
+                os.waitpid(pid, 0)
+            print("ok", flush=True)
+        elif cmd == "preexec":
+            import subprocess
+
+            subprocess.run(["true"], preexec_fn=lambda: None, check=True)
+            print("ok", flush=True)
         elif cmd == "ping":
             print("pong", flush=True)
         elif cmd == "exit":
