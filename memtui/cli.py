@@ -18,16 +18,43 @@ from rich.text import Text
 
 from . import discovery, launch, render
 from .agent.bootstrap import launch_environ
-from .client import AgentClient, find_socket, process_name
+from .client import AgentClient, find_socket, no_agent_message, process_name, runtime_dir_problem
 from .protocol import AgentError, RemoteError
 
 app = typer.Typer(name="memtui", help="See and tune the memory of running Python services.",
                   pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
-console = Console()
+
+
+def _stdout_gone() -> None:
+    """Our reader went away (`memtui … | head -1`): that is not an error, exit 0 quietly.
+
+    fd 1 is pointed at /dev/null first so that the interpreter's final flush of what is still
+    buffered does not fail again ("Exception ignored … BrokenPipeError") at shutdown.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(0)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's default exits with status 1
+        self.quiet = True
+        _stdout_gone()
+
+
+console = _Console()
 
 EXIT_ERROR = 2  # exit codes: 0 ok, 1 check failed, 2 usage or runtime error
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
+PidArg = typer.Argument(..., min=1, help="PID of a process running the agent.")
+SocketOpt = typer.Option(None, "--socket", metavar="PATH",
+                         help="The agent's socket, for agents started with runtime_dir= or "
+                              "socket_path=; it must still be served by PID.")
 
 
 class UsageFailure(Exception):
@@ -35,20 +62,29 @@ class UsageFailure(Exception):
 
 
 def _sentence(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """One line for stderr. Agent messages are embedded as they are: an op name such as
+    gc.collect or a path keeps its case; only a plain leading word is capitalised."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, RemoteError):
         text = "The agent answered: %s" % text
-    text = text[0].upper() + text[1:]
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower():
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        _stdout_gone()
+    try:
+        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):  # ValueError: the file object itself was closed
+        _stdout_gone()
 
 
-def _connect(pid: int) -> AgentClient:
-    return AgentClient(pid=pid).connect()
+def _connect(pid: int, path: Optional[str] = None) -> AgentClient:
+    return AgentClient(pid=pid, path=path).connect()
 
 
 @app.command()
@@ -67,13 +103,12 @@ def ps(json_: bool = JsonOpt) -> None:
 
 # stats / gc / trace --------------------------------------------------------------------------
 @app.command()
-def stats(pid: int = typer.Argument(..., help="PID of a process running the agent."),
-          json_: bool = JsonOpt,
+def stats(pid: int = PidArg, socket: Optional[str] = SocketOpt, json_: bool = JsonOpt,
           follow: bool = typer.Option(False, "--follow", "-f", help="Repeat until Ctrl-C."),
           interval: float = typer.Option(1.0, "--interval", min=0.05,
                                          help="Seconds between polls with --follow.")) -> None:
     """Process memory, heap and component stats of one agent."""
-    with _connect(pid) as client:
+    with _connect(pid, socket) as client:
         command = process_name(pid)
         if not follow:
             result = client.stats()
@@ -95,11 +130,11 @@ def stats(pid: int = typer.Argument(..., help="PID of a process running the agen
 
 
 @app.command()
-def gc(pid: int = typer.Argument(...),
+def gc(pid: int = PidArg,
        generation: int = typer.Option(2, "--generation", "-g", min=0, max=2),
-       json_: bool = JsonOpt) -> None:
+       socket: Optional[str] = SocketOpt, json_: bool = JsonOpt) -> None:
     """Run gc.collect(GENERATION) inside the process."""
-    with _connect(pid) as client:
+    with _connect(pid, socket) as client:
         result = client.gc_collect(generation)
     if json_:
         _print_json(result)
@@ -114,14 +149,14 @@ class TraceAction(str, enum.Enum):
 
 
 @app.command()
-def trace(pid: int = typer.Argument(...),
+def trace(pid: int = PidArg,
           action: TraceAction = typer.Argument(..., help="start, stop, or top (largest sites)."),
           frames: Optional[int] = typer.Option(None, "--frames", min=1, max=100,
                                                help="Frames per traceback (start)."),
           limit: int = typer.Option(20, "--limit", min=1, max=500, help="Sites shown (top)."),
-          json_: bool = JsonOpt) -> None:
+          socket: Optional[str] = SocketOpt, json_: bool = JsonOpt) -> None:
     """Start or stop tracemalloc in the process, or show its top allocation sites."""
-    with _connect(pid) as client:
+    with _connect(pid, socket) as client:
         if action is TraceAction.start:
             result = client.trace_start(frames)
             text = "tracemalloc %s in PID %d with %s frame(s)." % (
@@ -151,27 +186,38 @@ class ChildAgentView:
         self.deadline = time.monotonic() + wait_s
         self.client: Optional[AgentClient] = None
         self.last: Optional[RenderableType] = None
+        self.pids: List[int] = [proc.pid]
 
     def _find(self) -> Optional[AgentClient]:
         import psutil  # noqa: PLC0415
 
-        pids = [self.proc.pid]
         try:
-            pids += [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+            children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:
             return None
-        for pid in pids:
-            if find_socket(pid):
-                try:
+        self.pids = [self.proc.pid] + [c.pid for c in children]
+        for pid in self.pids:
+            try:
+                if find_socket(pid):
                     return AgentClient(pid=pid, timeout=3.0).connect()
-                except AgentError:
-                    continue
+            except AgentError:
+                continue
+        return None
+
+    def _refused(self) -> Optional[str]:
+        """Why no agent can appear: a runtime directory the agent refuses (it will not wait)."""
+        for pid in self.pids:
+            if runtime_dir_problem(pid):
+                return no_agent_message(pid)
         return None
 
     def frame(self) -> RenderableType:
         if self.client is None:
             self.client = self._find()
         if self.client is None:
+            refused = self._refused()
+            if refused:
+                return Text(refused, style="yellow")
             if time.monotonic() < self.deadline:
                 return Text("waiting for agent… (PID %d: %s)" % (self.proc.pid, self.command))
             return Text("No memtui agent appeared in PID %d or its children; waiting for it to "

@@ -17,43 +17,117 @@ from . import paths, protocol
 from .protocol import AgentError, AgentGone, NoAgent, NoSuchProcess, PermissionRefused, RemoteError
 
 __all__ = ["AgentClient", "AgentError", "AgentGone", "NoAgent", "NoSuchProcess",
-           "PermissionRefused", "RemoteError", "find_socket", "process_name"]
+           "PermissionRefused", "RemoteError", "check_socket_file", "find_socket",
+           "no_agent_message", "process_name", "process_uid", "runtime_dir_problem"]
 
 
 def process_name(pid: int) -> str:
+    """The command line of *pid* on one line (whitespace collapsed), at most 120 characters."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as fh:
             parts = [p.decode("utf-8", "replace") for p in fh.read().split(b"\0") if p]
-        if parts:
-            return " ".join(parts)[:120]
+        name = " ".join(" ".join(parts).split())
+        if name:
+            return name[:120]
     except OSError:
         pass
     try:
         with open("/proc/%d/comm" % pid) as fh:
-            return fh.read().strip()
+            return " ".join(fh.read().split())[:120] or "?"
     except OSError:
         return "?"
 
 
+def process_uid(pid: int) -> Optional[int]:
+    """The effective uid of *pid* (the "Uid:" line of /proc/PID/status), or None if unknown."""
+    try:
+        with open("/proc/%d/status" % pid) as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd  # noqa: PLC0415 - only needed for this message
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return "#%d" % uid  # sudo -u accepts #UID
+
+
+def _exists(path: str) -> bool:
+    """Whether *path* exists (a dangling symlink counts); unlike os.path.lexists, a directory on
+    the way that we may not search is PermissionRefused, not "missing"."""
+    try:
+        os.lstat(path)
+        return True
+    except PermissionError:
+        raise PermissionRefused("Permission denied looking up %s; it belongs to another user, so "
+                                "run memtui as that user." % path) from None
+    except (OSError, ValueError):
+        return False
+
+
 def find_socket(pid: int) -> Optional[str]:
-    """The agent socket of *pid*: in our runtime dir, else in the one the target's env names."""
+    """The agent socket of *pid*: in our runtime dir, else in the one the target's env names.
+
+    PermissionRefused when no candidate exists and one could not be looked up.
+    """
     candidates: List[str] = [paths.socket_path(pid)]
     theirs = paths.target_runtime_dir(pid)
     if theirs:
         candidates.append(paths.socket_path(pid, theirs))
+    refused: Optional[PermissionRefused] = None
     for path in candidates:
-        if os.path.lexists(path):
-            return path
+        try:
+            if _exists(path):
+                return path
+        except PermissionRefused as exc:
+            refused = refused or exc
+    if refused is not None:
+        raise refused
     return None
+
+
+def runtime_dir_problem(pid: int) -> Optional[str]:
+    """Why the runtime directory *pid* would use is refused, if it exists and is refused."""
+    directory = paths.target_runtime_dir(pid)
+    if not directory:
+        return None
+    try:
+        os.lstat(directory)
+    except OSError:
+        return None  # missing (the agent would create it) or not ours to examine
+    return paths.private_problem(directory, "directory")
+
+
+def no_agent_message(pid: int) -> str:
+    """The one sentence for a live *pid* without a reachable agent socket."""
+    problem = runtime_dir_problem(pid)
+    if problem:
+        return ("PID %d (%s) has no reachable memtui agent: its runtime directory is refused (%s)."
+                % (pid, process_name(pid), problem))
+    return ("PID %d (%s) has no memtui agent; start one with memtui.start(), memtui.install() + "
+            "SIGUSR2, or `memtui run`." % (pid, process_name(pid)))
 
 
 def check_socket_file(path: str) -> None:
     """Refuse anything but a socket we own with mode 0600 (or stricter)."""
-    if not os.path.lexists(path):
+    if not _exists(path):
         raise NoAgent("No agent socket at %s." % path)
     problem = paths.private_problem(path, "socket")
     if problem:
         raise PermissionRefused("Refusing the agent socket: %s." % problem)
+
+
+def _clause(message: Any) -> str:
+    """An agent's sentence, without its full stop, to be embedded in one of ours."""
+    text = str(message).strip()
+    return text[:-1] if text.endswith(".") else text
 
 
 class AgentClient:
@@ -80,13 +154,11 @@ class AgentClient:
     def connect(self) -> "AgentClient":
         if self.pid is not None:
             self._check_pid(self.pid)
+            self._check_owner(self.pid)
             if self.path is None:
                 found = find_socket(self.pid)
                 if found is None:
-                    raise NoAgent(
-                        "PID %d (%s) has no memtui agent; start one with memtui.start(), "
-                        "memtui.install() + SIGUSR2, or `memtui run`."
-                        % (self.pid, process_name(self.pid)))
+                    raise NoAgent(no_agent_message(self.pid))
                 self.path = found
         assert self.path is not None
         check_socket_file(self.path)
@@ -131,8 +203,17 @@ class AgentClient:
                 raise self._connect_error(exc) from None
 
     def _check_pid(self, pid: int) -> None:
-        if pid <= 0 or not paths.pid_alive(pid):
+        if pid <= 0 or pid >= 2 ** 31 or not paths.pid_alive(pid):  # pid_t is 32 bits
             raise NoSuchProcess("No process with PID %d." % pid)
+
+    @staticmethod
+    def _check_owner(pid: int) -> None:
+        """Another user's process: its agent would refuse us, and its socket is not ours."""
+        uid = process_uid(pid)
+        if uid is not None and uid != os.geteuid():
+            raise PermissionRefused(
+                "PID %d belongs to uid %d; run memtui as that user (e.g. sudo -u %s memtui …)."
+                % (pid, uid, _user_name(uid)))
 
     def _connect_error(self, exc: OSError) -> AgentError:
         where = "PID %d" % self.pid if self.pid is not None else self.path
@@ -202,7 +283,8 @@ class AgentClient:
                                                               protocol.PERMISSION_DENIED):
                 self.close()
                 if err.get("code") == protocol.PERMISSION_DENIED:
-                    raise PermissionRefused("The agent refused us: %s." % err.get("message"))
+                    raise PermissionRefused("The agent refused us: %s."
+                                            % _clause(err.get("message")))
             raise RemoteError(str(err.get("code", "error")), str(err.get("message", "error")))
         if resp.get("id") != req_id:
             self.close()

@@ -80,7 +80,10 @@ def scan() -> Dict[str, List[Dict[str, Any]]]:
         if proc["pid"] in known:
             continue
         # An agent whose process set another MEMTUI_RUNTIME_DIR is still an agent.
-        elsewhere = find_socket(proc["pid"])
+        try:
+            elsewhere = find_socket(proc["pid"])
+        except AgentError:  # its runtime directory is not ours to search
+            elsewhere = None
         row = agent_row(proc["pid"], elsewhere) if elsewhere else None
         if row is not None:
             agents.append(row)

@@ -1,10 +1,8 @@
 """Fixtures that start real target processes with a real agent in a private runtime directory."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -139,3 +137,50 @@ def cli(agent_env):
         return memtui_cmd(*args, env=full, **kw)
 
     return run
+
+
+# other users: fixtures that act as uid 65534 (need root) ---------------------------------------
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as uid 65534")
+
+
+def as_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def nobody_python() -> str:
+    """An interpreter uid 65534 may execute (this venv's may live under a private /root)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        try:
+            probe = subprocess.run([exe, "-c", "import memtui"], env={"PYTHONPATH": str(ROOT)},
+                                   preexec_fn=as_nobody, capture_output=True, timeout=30)
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return exe
+    pytest.skip("no Python interpreter that uid 65534 may run")
+
+
+@pytest.fixture
+def nobody_target():
+    """A tests/targets/service.py running as uid 65534 with its agent serving in its own dir."""
+    base = tempfile.mkdtemp(prefix="mt-", dir="/tmp")
+    os.chown(base, NOBODY, NOBODY)
+    env = {"PYTHONPATH": str(ROOT), "MEMTUI_RUNTIME_DIR": os.path.join(base, "rt"),
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    proc = subprocess.Popen([nobody_python(), str(TARGETS / "service.py")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=as_nobody)
+    target = Target(proc, "")
+    try:
+        line = target.readline(timeout=30)
+        assert line.startswith("READY"), (line, proc.stderr.read())
+        target = Target(proc, line)
+        assert target.socket and target.socket.startswith(base)
+        wait_for(lambda: os.path.exists(target.socket), message="agent socket")
+        yield target
+    finally:
+        target.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -292,3 +292,229 @@ def test_demo_service_exits_with_its_parent(agent_env):
     proc.wait()
     wait_for(lambda: gone(service), timeout=10,
              message="orphaned demo service gone")
+
+
+# reviewer's defects ----------------------------------------------------------------------------
+def memtui_exe() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "memtui")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a target as uid 65534")
+def test_pid_of_another_user_is_one_sentence_naming_its_uid(nobody_target, cli):
+    line = one_sentence(cli("stats", str(nobody_target.pid)))
+    assert line.startswith("PID %d belongs to uid 65534; run memtui as that user (e.g. sudo -u "
+                           % nobody_target.pid), line
+
+
+def test_socket_option_reaches_an_agent_outside_every_runtime_dir(start_target, cli,
+                                                                  runtime_dir):
+    """An agent started with socket_path= is invisible to PID lookup; --socket finds it."""
+    from pathlib import Path
+
+    private = Path(os.path.dirname(runtime_dir)) / "priv"  # short: AF_UNIX paths are limited
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    path = str(private / "svc.sock")
+    target = start_target('socket_path="%s"' % path)
+    assert target.socket == path
+    assert "has no memtui agent" in one_sentence(cli("stats", str(target.pid)))
+    pid = str(target.pid)
+    doc = json.loads(cli("stats", pid, "--socket", path, "--json").stdout)
+    assert doc["pid"] == target.pid
+    gc_out = cli("gc", pid, "--socket", path, "--json")
+    assert gc_out.returncode == 0 and json.loads(gc_out.stdout)["generation"] == 2, gc_out.stderr
+    started = cli("trace", pid, "start", "--socket", path)
+    assert started.returncode == 0 and "tracemalloc started" in started.stdout, started.stderr
+    # The server's identity is still checked: this socket is not served by our own PID.
+    line = one_sentence(cli("stats", str(os.getpid()), "--socket", path))
+    assert "served by PID %d, not PID %d" % (target.pid, os.getpid()) in line
+    missing = one_sentence(cli("gc", pid, "--socket", str(private / "nope.sock")))
+    assert missing == "No agent socket at %s." % (private / "nope.sock")
+
+
+def test_no_agent_sentence_is_one_line_when_argv_has_newlines(cli, agent_env):
+    idle = subprocess.Popen([sys.executable, "-c", "import time\nprint('x')\ntime.sleep(30)\n"],
+                            env=agent_env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "sleep" in open("/proc/%d/cmdline" % idle.pid).read(),
+                 message="the child's argv")
+        out = cli("stats", str(idle.pid))
+        line = one_sentence(out)
+        assert out.stderr == line + "\n"
+        assert "import time print('x') time.sleep(30)" in line
+    finally:
+        idle.kill()
+        idle.wait()
+
+
+def test_follow_json_piped_into_head_exits_0_quietly(start_target, agent_env):
+    """`memtui stats PID --follow --json | head -1`: the reader goes away after one line."""
+    target = start_target()
+    proc = popen_cli(agent_env, "stats", str(target.pid), "--follow", "--json",
+                     "--interval", "0.05")
+    assert json.loads(read_lines(proc, 1)[0])["pid"] == target.pid
+    proc.stdout.close()
+    assert proc.wait(15) == 0
+    assert proc.stderr.read().strip() == ""
+
+
+@pytest.mark.parametrize("args", [["stats", "{pid}"], ["stats", "{pid}", "--json"],
+                                  ["gc", "{pid}", "--json"], ["trace", "{pid}", "stop"],
+                                  ["ps", "--json"]])
+def test_output_into_a_closed_pipe_exits_0_quietly(start_target, agent_env, args):
+    target = start_target()
+    r, w = os.pipe()
+    os.close(r)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        out = subprocess.run([memtui_exe(), *[a.format(pid=target.pid) for a in args]],
+                             stdout=w, stderr=subprocess.PIPE, text=True, env=agent_env,
+                             timeout=60)
+    finally:
+        os.close(w)
+    assert (out.returncode, out.stderr) == (0, "")
+
+
+def test_live_view_into_a_closed_pipe_exits_0_quietly(start_target, agent_env):
+    from memtui.client import AgentClient
+
+    target = start_target()
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.Popen([memtui_exe(), "stats", str(target.pid), "--follow",
+                             "--interval", "0.05"], stdout=w, stderr=subprocess.PIPE, text=True,
+                            env=agent_env)
+    os.close(w)
+    with AgentClient(pid=target.pid) as client:
+        wait_for(lambda: client.stats(fresh=True)["agent"]["clients"] >= 2,
+                 message="memtui connected")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: Live prints its final frame into the closed pipe
+    assert proc.wait(15) == 0
+    assert proc.stderr.read() == ""
+
+
+def test_pid_must_be_positive_and_a_huge_pid_is_no_such_process(cli):
+    for args in (["stats", "0"], ["gc", "0"], ["trace", "0", "top"], ["stats", "--", "-3"]):
+        out = cli(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert "Invalid value for 'pid'" in out.stderr, (args, out.stderr)
+    for args in (["stats", "99999999999"], ["gc", "99999999999"], ["trace", "2147483648", "top"]):
+        assert one_sentence(cli(*args)) == "No process with PID %s." % args[1]
+
+
+class FakeAgent:
+    """A scripted stand-in agent served by this test process over a real socket at
+    RUNTIME_DIR/<our pid>.sock: answers `hello`, then *error* (code, message) to every other
+    op; or, with *refuse*, sends one id-less permission_denied frame and hangs up."""
+
+    def __init__(self, runtime_dir: str, error=None, refuse=None) -> None:
+        import socket
+        import threading
+
+        os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+        self.path = os.path.join(runtime_dir, "%d.sock" % os.getpid())
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o600)
+        self.sock.listen(8)
+        self.error, self.refuse = error, refuse
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        from memtui import protocol
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    if self.refuse:
+                        conn.sendall(protocol.encode_frame({"id": None, "ok": False, "error": {
+                            "code": "permission_denied", "message": self.refuse}}))
+                        continue
+                    while True:
+                        req = protocol.read_frame(conn, protocol.MAX_REQUEST)
+                        if req["op"] == "hello":
+                            reply = {"id": req["id"], "ok": True,
+                                     "result": {"pid": os.getpid(), "agent_version": "fake"}}
+                        else:
+                            code, message = self.error
+                            reply = {"id": req["id"], "ok": False,
+                                     "error": {"code": code, "message": message}}
+                        conn.sendall(protocol.encode_frame(reply))
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        os.unlink(self.path)
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("args, error, expected", [
+    (["gc"], ("rate_limited", "gc.collect is rate-limited; retry in 1.3s."),
+     "The agent answered: gc.collect is rate-limited; retry in 1.3s."),
+    (["trace", "start"], ("rate_limited", "trace.start is rate-limited; retry in 0.4s"),
+     "The agent answered: trace.start is rate-limited; retry in 0.4s."),
+])
+def test_agent_errors_keep_op_names_as_they_are(cli, runtime_dir, args, error, expected):
+    fake = FakeAgent(runtime_dir, error=error)
+    try:
+        argv = [args[0], str(os.getpid()), *args[1:]]
+        assert one_sentence(cli(*argv)) == expected
+    finally:
+        fake.close()
+
+
+def test_agent_refusal_is_one_sentence_with_one_full_stop(cli, runtime_dir):
+    fake = FakeAgent(runtime_dir, refuse="this agent serves uid 1000 and root only, not uid 0.")
+    try:
+        assert one_sentence(cli("stats", str(os.getpid()))) == \
+            "The agent refused us: this agent serves uid 1000 and root only, not uid 0."
+    finally:
+        fake.close()
+
+
+def test_real_rate_limit_reads_as_one_sentence(start_target, cli):
+    target = start_target("mutations_burst=1", "mutations_per_s=0.01")
+    assert cli("gc", str(target.pid)).returncode == 0
+    line = one_sentence(cli("gc", str(target.pid)))
+    assert line.startswith("The agent answered: gc.collect is rate-limited; retry in "), line
+    assert line.endswith("s.") and not line.endswith(".."), line
+
+
+def refused_runtime_dir(tmp_path) -> str:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    os.chmod(loose, 0o755)
+    return str(loose)
+
+
+def test_no_agent_sentence_names_a_refused_runtime_dir(start_target, cli, tmp_path):
+    loose = refused_runtime_dir(tmp_path)
+    target = start_target(env={"MEMTUI_RUNTIME_DIR": loose})
+    assert target.socket is None  # the agent refused the directory too
+    line = one_sentence(cli("stats", str(target.pid)))
+    assert line.startswith("PID %d (" % target.pid), line
+    assert line.endswith("has no reachable memtui agent: its runtime directory is refused (%s has "
+                         "mode 755, which lets other users in; it must be 0700)." % loose), line
+
+
+def test_run_view_names_a_refused_runtime_dir(cli, tmp_path):
+    loose = refused_runtime_dir(tmp_path)
+    out = cli("run", "--interval", "0.2", "--", sys.executable, "-c",
+              "import time; time.sleep(1.5)", env={"MEMTUI_RUNTIME_DIR": loose, "COLUMNS": "400"})
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "has no reachable memtui agent: its runtime directory is refused (%s has mode 755" \
+        % loose in text, out.stdout

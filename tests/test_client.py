@@ -1,13 +1,17 @@
 """AgentClient against real agents: what it returns, and what it refuses to talk to."""
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import re
 import subprocess
+import sys
 
 import pytest
 
-from conftest import wait_for
-from memtui.client import AgentClient
+from conftest import NOBODY, as_nobody, needs_root, wait_for
+from memtui.client import AgentClient, check_socket_file, find_socket, process_name
 from memtui.protocol import NoAgent, NoSuchProcess, PermissionRefused, RemoteError
 
 MiB = 1 << 20
@@ -158,3 +162,67 @@ def test_concurrent_stats_share_one_sample_unless_fresh(start_target):
         fresh = b.stats(fresh=True)
         assert fresh["t"] > first["t"] and fresh["process"]["rss"] > first["process"]["rss"]
         assert a.stats()["t"] == fresh["t"], "a fresh sample refreshes the shared one"
+
+
+# other users ---------------------------------------------------------------------------------
+@needs_root
+def test_pid_of_another_user_is_refused_naming_its_uid(nobody_target):
+    user = pwd.getpwuid(NOBODY).pw_name
+    expected = (r"^PID %d belongs to uid 65534; run memtui as that user \(e\.g\. sudo -u %s "
+                r"memtui …\)\.$" % (nobody_target.pid, re.escape(user)))
+    with pytest.raises(PermissionRefused, match=expected):
+        AgentClient(pid=nobody_target.pid).connect()
+    with pytest.raises(PermissionRefused, match=expected):  # a path does not bypass the check
+        AgentClient(pid=nobody_target.pid, path=nobody_target.socket).connect()
+
+
+@needs_root
+def test_socket_behind_a_directory_we_cannot_search_is_refused_not_missing(start_target,
+                                                                          runtime_dir):
+    """uid 65534 cannot search root's 0700 runtime dir: that is a permission problem, not
+    "no agent"."""
+    t = start_target()
+    calls = {"check_socket_file": lambda: check_socket_file(t.socket),
+             "connect": lambda: AgentClient(path=t.socket).connect(),
+             "find_socket": lambda: find_socket(t.pid)}
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        try:
+            os.close(r)
+            as_nobody()
+            os.environ["MEMTUI_RUNTIME_DIR"] = runtime_dir
+            out = {}
+            for name, call in calls.items():
+                try:
+                    out[name] = "returned %r" % (call(),)
+                except Exception as exc:  # noqa: BLE001 - reported to the parent
+                    out[name] = "%s: %s" % (type(exc).__name__, exc)
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        results = json.loads(fh.read() or b"{}")
+    os.waitpid(child, 0)
+    assert set(results) == set(calls), results
+    for name, result in results.items():
+        assert result.startswith("PermissionRefused: Permission denied"), (name, result)
+        assert "belongs to another user" in result and "\n" not in result, (name, result)
+
+
+def test_huge_pid_is_no_such_process():
+    for pid in (2 ** 31, 99999999999, 2 ** 80):
+        with pytest.raises(NoSuchProcess, match=r"^No process with PID %d\.$" % pid):
+            AgentClient(pid=pid).connect()
+
+
+def test_process_name_is_one_line(agent_env):
+    idle = subprocess.Popen([sys.executable, "-c", "import time\n\ttime.sleep(30)  \n"],
+                            env=agent_env)
+    try:
+        wait_for(lambda: "sleep" in process_name(idle.pid), message="the child's argv")
+        assert process_name(idle.pid) == "%s -c import time time.sleep(30)" % sys.executable
+    finally:
+        idle.kill()
+        idle.wait()

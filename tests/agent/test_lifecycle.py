@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, wait_for
+from conftest import wait_for
 from memtui.client import AgentClient
 from memtui.protocol import AgentGone, NoAgent, NoSuchProcess
 
