@@ -1,4 +1,4 @@
-"""The agent's settings as one frozen dataclass, built from keywords or from ``MEMTUI_AGENT_OPTIONS``.
+"""The agent's settings as one immutable object, built from keywords or from ``MEMTUI_AGENT_OPTIONS``.
 
 Sizes accept units (``"512MiB"``, ``"1.5GB"``) and durations accept ``"90s"``, ``"250ms"``, ``"2m"``.
 """
@@ -9,7 +9,6 @@ import math
 import os
 import re
 import signal
-from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Mapping, Optional
 
 ENV_OPTIONS = "MEMTUI_AGENT_OPTIONS"
@@ -73,30 +72,82 @@ def parse_signal(value: Any) -> int:
     return sig
 
 
-@dataclass(frozen=True)
+# name -> default. A plain slotted class rather than a dataclass: `dataclasses` imports inspect,
+# ast, dis and tokenize (~20 modules, ~10 ms) into every host at start-up (benchmarks/startup).
+DEFAULTS: Dict[str, Any] = {
+    "env": "dev",
+    "interval": 1.0,  # seconds between samples
+    "history": 600,  # samples kept in the ring buffer
+    "component_history": 120,  # samples that also keep every component's stats
+    "events": 1000,  # events kept
+    "memory_limit": None,  # bytes; None: cgroup limit, else machine RAM
+    "warning_pct": 80.0,
+    "critical_pct": 95.0,
+    "hysteresis_pct": 5.0,  # an alert clears this many points below its threshold
+    "trace": False,  # start tracemalloc with the agent
+    "trace_frames": 1,
+    "runtime_dir": None,
+    "socket_path": None,
+    "serve": True,
+    "max_clients": 32,
+    "request_timeout": 10.0,  # a started request frame must complete within this
+    "write_timeout": 10.0,  # a reply must make progress within this
+    "idle_timeout": 600.0,
+    "stats_max_age": 0.1,  # `stats` requests within this window share one sample
+    "mutations_burst": 5,  # mutating ops: token bucket size...
+    "mutations_per_s": 0.5,  # ...and refill rate
+    "signal": int(getattr(signal, "SIGUSR2", 12)),
+}
+_TYPES = {"memory_limit": int, "runtime_dir": str, "socket_path": str}
+
+
 class AgentOptions:
-    env: str = "dev"
-    interval: float = 1.0  # seconds between samples
-    history: int = 600  # samples kept in the ring buffer
-    component_history: int = 120  # samples that also keep every component's stats
-    events: int = 1000  # events kept
-    memory_limit: Optional[int] = None  # bytes; None: cgroup limit, else machine RAM
-    warning_pct: float = 80.0
-    critical_pct: float = 95.0
-    hysteresis_pct: float = 5.0  # an alert clears this many points below its threshold
-    trace: bool = False  # start tracemalloc with the agent
-    trace_frames: int = 1
-    runtime_dir: Optional[str] = None
-    socket_path: Optional[str] = None
-    serve: bool = True
-    max_clients: int = 32
-    request_timeout: float = 10.0  # a started request frame must complete within this
-    write_timeout: float = 10.0  # a reply must make progress within this
-    idle_timeout: float = 600.0
-    stats_max_age: float = 0.1  # `stats` requests within this window share one sample
-    mutations_burst: int = 5  # mutating ops: token bucket size...
-    mutations_per_s: float = 0.5  # ...and refill rate
-    signal: int = int(getattr(signal, "SIGUSR2", 12))
+    """Immutable agent settings; ``AgentOptions(interval=0.5)``, ``.replace(...)``, ``.merged(...)``."""
+
+    __slots__ = tuple(DEFAULTS)
+    env: str
+    interval: float
+    history: int
+    component_history: int
+    events: int
+    memory_limit: Optional[int]
+    warning_pct: float
+    critical_pct: float
+    hysteresis_pct: float
+    trace: bool
+    trace_frames: int
+    runtime_dir: Optional[str]
+    socket_path: Optional[str]
+    serve: bool
+    max_clients: int
+    request_timeout: float
+    write_timeout: float
+    idle_timeout: float
+    stats_max_age: float
+    mutations_burst: int
+    mutations_per_s: float
+    signal: int
+
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(DEFAULTS))
+        if unknown:
+            raise TypeError("unknown agent option %s" % ", ".join(repr(u) for u in unknown))
+        for key, default in DEFAULTS.items():
+            object.__setattr__(self, key, values.get(key, default))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("AgentOptions is immutable; use .replace(%s=...)" % key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AgentOptions) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.to_json().items())))
+
+    def __repr__(self) -> str:
+        changed = ", ".join("%s=%r" % (k, getattr(self, k)) for k in DEFAULTS
+                            if getattr(self, k) != DEFAULTS[k])
+        return "AgentOptions(%s)" % changed
 
     _CONVERT = {
         "interval": parse_duration, "request_timeout": parse_duration,
@@ -109,10 +160,9 @@ class AgentOptions:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "AgentOptions":
         """Build from a mapping; unknown keys and bad values raise ValueError naming the key."""
-        known = {f.name: f for f in fields(cls)}
         kwargs: Dict[str, Any] = {}
         for key, raw in values.items():
-            if key not in known:
+            if key not in DEFAULTS:
                 raise ValueError("unknown agent option %r" % key)
             conv = cls._CONVERT.get(key)
             try:
@@ -121,8 +171,8 @@ class AgentOptions:
                 elif raw is None:
                     value = None
                 else:
-                    default = known[key].default
-                    typ = type(default) if default is not None else str
+                    default = DEFAULTS[key]
+                    typ = type(default) if default is not None else _TYPES.get(key, str)
                     if typ is bool and not isinstance(raw, bool):
                         raise ValueError("expected true or false")
                     value = typ(raw)
@@ -147,15 +197,15 @@ class AgentOptions:
         return cls.from_mapping(data)
 
     def merged(self, values: Mapping[str, Any]) -> "AgentOptions":
-        base = {f.name: getattr(self, f.name) for f in fields(self)}
+        base = self.to_json()
         base.update(values)
         return type(self).from_mapping(base)
 
     def check(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in DEFAULTS:
+            value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError("agent option %s must be a finite number, got %r" % (f.name, value))
+                raise ValueError("agent option %s must be a finite number, got %r" % (name, value))
         if self.interval < 0.01:
             raise ValueError("agent option interval must be at least 10ms")
         if self.history < 2 or self.component_history < 0 or self.events < 1:
@@ -168,7 +218,9 @@ class AgentOptions:
             raise ValueError("agent option max_clients must be >= 1")
 
     def replace(self, **changes: Any) -> "AgentOptions":
-        return replace(self, **changes)
+        values = self.to_json()
+        values.update(changes)
+        return type(self)(**values)
 
     def to_json(self) -> Dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in DEFAULTS}

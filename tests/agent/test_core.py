@@ -171,3 +171,21 @@ def test_malformed_mutating_request_spends_no_rate_limit_token():
 def test_options_reject_values_that_would_spin_or_crash_the_host(bad):
     with pytest.raises(ValueError):
         AgentOptions.from_mapping(bad)
+
+
+def test_gc_pauses_are_timed_per_generation_and_folded_on_read():
+    from memtui.agent.collectors.heap import HeapCollector
+
+    h = HeapCollector()
+    h.install()
+    try:
+        for _ in range(3):
+            gc.collect(2)
+        gc.collect(0)
+    finally:
+        h.uninstall()
+    gc.collect()  # after uninstall: not timed
+    out = h.collect()["gc"]["pause_ms"]
+    assert out["timed"][2] == 3 and out["timed"][0] >= 1
+    assert out["max"][2] >= out["last"] >= 0 and out["total"][2] > 0
+    assert h.take_window_max() > 0 and h.take_window_max() == 0

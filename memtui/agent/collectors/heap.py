@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import _tracemalloc
 
@@ -16,54 +16,70 @@ import _tracemalloc
 class HeapCollector:
     """Owns a ``gc.callbacks`` hook that times every collection.
 
-    The hook runs inside the collector on whatever thread triggered it, so it only does
-    arithmetic and never takes a lock (a GC can fire while this thread holds one).
+    The hook runs inside the collector, on the host's own threads, hundreds of times a second in
+    an allocation-heavy app: it only appends (generation, seconds) to a bounded deque. Totals,
+    maxima and percentiles are folded in later, on the sampler thread (``fold``). Folding at
+    least every ``_PENDING`` collections keeps every pause counted; beyond that, the oldest
+    unfolded ones are dropped from the pause figures (gc's own counts stay exact).
     """
 
+    _PENDING = 8192
+
     def __init__(self, recent: int = 256) -> None:
-        self._t0 = 0.0
         self.pauses = [0, 0, 0]  # collections we timed, per generation
         self.pause_total = [0.0, 0.0, 0.0]
         self.pause_max = [0.0, 0.0, 0.0]
         self.pause_last = 0.0
         self.recent: Deque[float] = deque(maxlen=recent)
-        self._installed = False
-        self._window_max = 0.0  # largest pause since the last sample
+        self._pending: Deque[Tuple[int, float]] = deque(maxlen=self._PENDING)
+        self._hook: Optional[Callable[[str, Dict[str, Any]], None]] = None
+        self._window_max = 0.0  # largest pause since the last take_window_max()
 
     def install(self) -> None:
-        if not self._installed:
-            gc.callbacks.append(self._on_gc)
-            self._installed = True
+        if self._hook is not None:
+            return
+        pending = self._pending
+        perf = time.perf_counter
+        started = [0.0]
+
+        def on_gc(phase: str, info: Dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = perf()
+            elif started[0]:
+                pending.append((info["generation"], perf() - started[0]))
+
+        self._hook = on_gc
+        gc.callbacks.append(on_gc)
 
     def uninstall(self) -> None:
-        if self._installed:
+        if self._hook is not None:
             try:
-                gc.callbacks.remove(self._on_gc)
+                gc.callbacks.remove(self._hook)
             except ValueError:
                 pass
-            self._installed = False
+            self._hook = None
 
-    def _on_gc(self, phase: str, info: Dict[str, Any]) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-            return
-        if not self._t0:
-            return
-        d = time.perf_counter() - self._t0
-        self._t0 = 0.0
-        gen = info.get("generation", 0)
-        if 0 <= gen < 3:
-            self.pauses[gen] += 1
-            self.pause_total[gen] += d
-            if d > self.pause_max[gen]:
-                self.pause_max[gen] = d
-        self.pause_last = d
-        if d > self._window_max:
-            self._window_max = d
-        self.recent.append(d)
+    def fold(self) -> None:
+        """Move pauses recorded by the hook into the totals (sampler / request thread only)."""
+        pending = self._pending
+        while pending:
+            try:
+                gen, d = pending.popleft()
+            except IndexError:
+                break
+            if 0 <= gen < 3:
+                self.pauses[gen] += 1
+                self.pause_total[gen] += d
+                if d > self.pause_max[gen]:
+                    self.pause_max[gen] = d
+            self.pause_last = d
+            if d > self._window_max:
+                self._window_max = d
+            self.recent.append(d)
 
     def take_window_max(self) -> float:
         """Largest pause since the previous call, in seconds (for the history ring)."""
+        self.fold()
         value, self._window_max = self._window_max, 0.0
         return value
 
@@ -74,6 +90,7 @@ class HeapCollector:
         return data[min(len(data) - 1, int(len(data) * 0.95))]
 
     def collect(self) -> Dict[str, Any]:
+        self.fold()
         stats = gc.get_stats()
         tracing = _tracemalloc.is_tracing()
         out: Dict[str, Any] = {
