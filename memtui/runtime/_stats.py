@@ -1,0 +1,83 @@
+"""Shared measuring pieces for the building blocks: a bounded latency window and counters.
+
+Cheap enough to sit on every hit/acquire/task: recording is one deque append under the caller's
+own lock; percentiles are computed only when ``stats()`` asks.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Tuple
+
+Clock = Callable[[], float]
+
+# The keys every block of a kind reports (extra keys are welcome). The tuner and the dashboard
+# read these names; adapters report the same shape with None where a figure is unknowable.
+SHAPES: Dict[str, Tuple[str, ...]] = {
+    "cache": ("policy", "entries", "bytes", "max_entries", "max_bytes", "hits", "misses",
+              "hit_rate", "loads", "load_time_ms", "evictions", "tiers"),
+    "pool": ("size", "in_use", "idle", "waiters", "min_size", "max_size", "wait_p50_ms",
+             "wait_p95_ms", "created", "destroyed", "timeouts", "validation_failures"),
+    "workers": ("active", "idle", "queued", "queue_size", "min_workers", "max_workers",
+                "completed", "failed", "rejected", "latency_p50_ms", "latency_p95_ms",
+                "throughput_per_s", "throttled"),
+    "batch": ("batches", "items", "errors", "pending", "latency_p50_ms", "latency_p95_ms"),
+}
+EVICTION_CAUSES = ("size", "expired", "explicit", "replaced", "pressure")
+
+
+class LatencyWindow:
+    """The last *size* durations (seconds) and a running count; percentiles in milliseconds."""
+
+    __slots__ = ("_d", "count", "total")
+
+    def __init__(self, size: int = 1024) -> None:
+        self._d: Deque[float] = deque(maxlen=size)
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self._d.append(seconds)
+        self.count += 1
+        self.total += seconds
+
+    def percentile_ms(self, pct: float) -> float:
+        data = sorted(self._d)
+        if not data:
+            return 0.0
+        k = min(len(data) - 1, max(0, int(round(pct / 100.0 * (len(data) - 1)))))
+        return data[k] * 1000.0
+
+    def mean_ms(self) -> float:
+        return (self.total / self.count * 1000.0) if self.count else 0.0
+
+
+class RateMeter:
+    """Events per second over the last *window* seconds, counted in one-second buckets (memory is
+    bounded by the window, not by the event rate)."""
+
+    __slots__ = ("_b", "window", "clock")
+
+    def __init__(self, window: int = 10, clock: Clock = time.monotonic) -> None:
+        self._b: Deque[list] = deque(maxlen=window + 1)  # [second, count]
+        self.window = window
+        self.clock = clock
+
+    def mark(self, n: int = 1) -> None:
+        sec = int(self.clock())
+        b = self._b
+        if b and b[-1][0] == sec:
+            b[-1][1] += n
+        else:
+            b.append([sec, n])
+
+    def per_second(self) -> float:
+        now = int(self.clock())
+        # complete seconds only: the current one is still filling up
+        total = sum(c for s, c in self._b if now - self.window <= s < now)
+        return total / float(self.window)
+
+
+def hit_rate(hits: int, misses: int) -> Any:
+    total = hits + misses
+    return (hits / total) if total else None
