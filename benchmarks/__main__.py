@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-NAMES = ["overhead", "latency", "startup", "memory"]
+NAMES = ["overhead", "latency", "startup", "memory", "components"]
 
 
 def main(argv=None) -> int:

@@ -246,3 +246,14 @@ def _heap_top(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
         "nframes": tracemalloc.get_traceback_limit(),
         "elapsed_ms": (time.perf_counter() - t0) * 1000.0,
     }
+
+
+@op("tuner.recommend", args=("window",))
+def _tuner_recommend(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
+    hi = agent.options.history
+    window = a.int("window", min(120, hi), 1, hi)
+    from ..runtime import tuner  # noqa: PLC0415 - only this op needs it; keeps start-up lean
+
+    history = agent.history(limit=window, components=True)
+    settings = {"gc": {"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count() > 0}}
+    return [r.to_dict() for r in tuner.recommend(history, settings=settings)]
