@@ -1,0 +1,509 @@
+"""WorkerPool: a priority thread pool with a bounded queue that scales with backlog and reports
+itself; AsyncLimiter: bounded concurrency for asyncio code, reporting the same shape.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import bisect
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+
+from ._stats import Clock, LatencyWindow, RateMeter
+
+__all__ = ["WorkerPool", "QueueFull", "AsyncLimiter"]
+
+_now = time.perf_counter
+_TINY = 0.0002  # a task this short (seconds) may be taken in a batch with others
+_BATCH_BUDGET = 0.002  # a batch running longer than this hands its untouched rest back
+_LIVE: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+
+
+class QueueFull(Exception):
+    """The pool's queue is full (or intake is throttled) and the policy says not to wait longer."""
+
+
+def _register(obj: Any, register: bool) -> None:
+    if register:
+        from ..agent import register as agent_register
+        obj.name = agent_register(obj, name=obj.name, kind=obj.kind)
+
+
+class WorkerPool:
+    """Run callables on up to ``max_workers`` threads: ``pool.submit(fn, *a, priority=0)``.
+
+    Lower ``priority`` runs first, FIFO within a priority. At most ``queue_size`` tasks wait; past
+    that ``when_full="raise"`` raises ``QueueFull`` and ``"block"`` waits up to ``block_timeout``
+    seconds (None: forever) for room. Workers start when the backlog outgrows them and exit after
+    ``idle_timeout`` idle seconds, down to ``min_workers``. ``throttle()`` (memory pressure) stops
+    intake: submit behaves as if the queue were full while workers keep draining what is queued.
+    While recent tasks were tiny (< 0.2 ms) a worker takes a few per visit to the queue (its fair
+    share, at most ``batch``) and hands back the untouched rest if a task overruns (2 ms), so an
+    urgent task queued meanwhile may wait behind that short batch, never behind a slow one.
+    """
+
+    kind = "workers"
+
+    def __init__(self, min_workers: int = 1, max_workers: Optional[int] = None,
+                 queue_size: int = 1000, when_full: str = "raise",
+                 block_timeout: Any = None, idle_timeout: Any = 30.0, batch: int = 32,
+                 name: Optional[str] = None, register: bool = True,
+                 clock: Clock = time.monotonic) -> None:
+        self.name = name or "workers"
+        self._mutex = threading.Lock()
+        self._work = threading.Condition(self._mutex)  # idle workers wait here
+        self._room = threading.Condition(self._mutex)  # blocked submitters wait here
+        self._queues: Dict[int, Deque[tuple]] = {}
+        self._prios: List[int] = []  # priorities whose deque is non-empty, ascending
+        self._queued = 0
+        self._threads: set = set()
+        self._nworkers = self._active = self._idle_waiting = self._wakeups = self._blocked = 0
+        self._stopping = False
+        self._throttled = False
+        self._seq = 0
+        self._task_cost: Optional[float] = None  # recent mean run time of one task (EWMA)
+        self.completed = self.failed = self.rejected = self.cancelled = 0
+        self._latency = LatencyWindow()
+        self._rate = RateMeter(clock=clock)
+        self.min_workers, self.max_workers, self.queue_size = 0, 1, 1
+        self.when_full, self.block_timeout, self.idle_timeout = "raise", None, None
+        self.batch = 1
+        self._apply(dict(min_workers=min_workers, max_workers=max_workers or os.cpu_count() or 1,
+                         queue_size=queue_size, when_full=when_full,
+                         block_timeout=block_timeout, idle_timeout=idle_timeout, batch=batch))
+        _register(self, register)
+        _LIVE.add(self)
+        with self._mutex:
+            while self._nworkers < self.min_workers:
+                self._spawn()
+
+    # -- settings -----------------------------------------------------------------------------
+    def _apply(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        from ..agent.options import parse_duration
+        new = {k: getattr(self, k) for k in _SETTINGS}
+        for key, value in values.items():
+            if key not in _SETTINGS:
+                continue
+            if key in ("block_timeout", "idle_timeout"):
+                value = None if value is None else parse_duration(value)
+            elif key == "when_full":
+                value = str(value)
+            else:
+                value = int(value)
+            new[key] = value
+        if not 0 <= new["min_workers"] <= new["max_workers"] or new["max_workers"] < 1:
+            raise ValueError("worker pool %r: need 0 <= min_workers <= max_workers, max_workers "
+                             ">= 1; got %d/%d" % (self.name, new["min_workers"], new["max_workers"]))
+        if new["queue_size"] < 1 or new["batch"] < 1:
+            raise ValueError("worker pool %r: queue_size and batch must be >= 1" % self.name)
+        if new["when_full"] not in ("raise", "block"):
+            raise ValueError("worker pool %r: when_full is 'raise' or 'block', not %r"
+                             % (self.name, new["when_full"]))
+        changed = {k: v for k, v in new.items() if getattr(self, k) != v}
+        for k, v in changed.items():
+            setattr(self, k, v)
+        return changed
+
+    def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """Retune live; returns what changed. A bad value raises ValueError and changes nothing.
+        Fewer max_workers: the surplus exit as they go idle; more room: blocked submitters wake."""
+        with self._mutex:
+            changed = self._apply(values)
+            while self._nworkers < self.min_workers and not self._stopping:
+                self._spawn()
+            self._work.notify_all()
+            self._room.notify_all()
+        return changed
+
+    # -- intake -------------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], /, *args: Any, priority: int = 0,
+               **kwargs: Any) -> "Future[Any]":
+        """Queue ``fn(*args, **kwargs)``; returns its Future. Raises QueueFull (see class doc)
+        and RuntimeError after shutdown."""
+        f: Future = Future()
+        item = (fn, args, kwargs, f, _now(), priority)
+        with self._mutex:
+            if self._queued >= self.queue_size or self._throttled or self._stopping:
+                self._wait_for_room()
+            q = self._queues.get(priority)
+            if not q:
+                q = self._open(priority)
+            q.append(item)
+            self._queued += 1
+            if self._idle_waiting > self._wakeups:
+                # wake one sleeper per task only while sleepers outnumber wake-ups on their way
+                self._wakeups += 1
+                self._work.notify()
+            elif self._nworkers < self.max_workers and self._queued > self._nworkers:
+                self._spawn()
+        return f
+
+    def _open(self, priority: int) -> Deque[tuple]:
+        q = self._queues.get(priority)
+        if q is None:
+            if len(self._queues) > 64:  # forget drained priorities (callers may use many)
+                for p in [p for p, d in self._queues.items() if not d]:
+                    del self._queues[p]
+            q = self._queues[priority] = deque()
+        bisect.insort(self._prios, priority)
+        return q
+
+    def _wait_for_room(self) -> None:
+        """Under the mutex: return once a task may be queued, else raise."""
+        deadline = None
+        while True:
+            if self._stopping:
+                raise RuntimeError("worker pool %r is shut down; cannot submit" % self.name)
+            if self._queued < self.queue_size and not self._throttled:
+                return
+            if self.when_full == "block":
+                if deadline is None and self.block_timeout is not None:
+                    deadline = _now() + self.block_timeout
+                remaining = None if deadline is None else deadline - _now()
+                if remaining is None or remaining > 0:
+                    self._blocked += 1
+                    try:
+                        self._room.wait(remaining)
+                    finally:
+                        self._blocked -= 1
+                    continue
+            self.rejected += 1
+            why = ("intake is throttled (memory pressure)" if self._throttled else
+                   "its queue is full (%d of queue_size %d)" % (self._queued, self.queue_size))
+            waited = (" after waiting %.3gs" % self.block_timeout) if self.when_full == "block" \
+                else ""
+            raise QueueFull("worker pool %r rejected a task: %s%s; raise queue_size, use "
+                            "when_full='block', or slow the producer" % (self.name, why, waited))
+
+    def throttle(self, on: bool = True) -> bool:
+        """Stop (or resume) intake; queued work keeps running. Returns whether it changed."""
+        with self._mutex:
+            changed = self._throttled != bool(on)
+            self._throttled = bool(on)
+            if not on:
+                self._room.notify_all()
+        return changed
+
+    # -- workers ------------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        """Under the mutex."""
+        self._seq += 1
+        t = threading.Thread(target=self._worker, name="memtui-%s-%d" % (self.name, self._seq),
+                             daemon=True)  # exit joins them (atexit below), as TPE does
+        self._nworkers += 1
+        self._threads.add(t)
+        t.start()
+
+    def _take(self) -> List[tuple]:
+        """Under the mutex: this worker's share of the queue, most urgent first. Only while
+        recent tasks were tiny is the share more than one task: a batch saves lock round trips
+        but would hold tasks back behind a slow one."""
+        cost = self._task_cost
+        want = 1 if cost is None or cost > _TINY else \
+            min(self.batch, self._queued // self._nworkers + 1)
+        batch: List[tuple] = []
+        prios, queues = self._prios, self._queues
+        while len(batch) < want and prios:
+            need = want - len(batch)
+            p = prios[0]
+            q = queues[p]
+            if len(q) <= need:
+                queues[p] = deque()
+                del prios[0]
+                batch.extend(q)
+            elif need == 1:
+                batch.append(q.popleft())
+            else:
+                pop = q.popleft
+                batch.extend([pop() for _ in range(need)])
+        self._queued -= len(batch)
+        return batch
+
+    def _give_back(self, rest: List[tuple]) -> None:
+        """Return untouched tasks to the front of their queues (a slow task overran the batch)."""
+        with self._mutex:
+            for item in reversed(rest):
+                q = self._queues.get(item[5])
+                if not q:
+                    q = self._open(item[5])
+                q.appendleft(item)
+            self._queued += len(rest)
+            n = min(len(rest), self._idle_waiting - self._wakeups)
+            if n > 0:
+                self._wakeups += n
+                self._work.notify(n)
+
+    def _worker(self) -> None:
+        mutex, work, lat = self._mutex, self._work, self._latency
+        me = threading.current_thread()
+        done = failed = 0
+        lats: List[float] = []
+        busy = False
+        began = ended = 0.0
+        try:
+            while True:
+                with mutex:
+                    if busy:
+                        busy = False
+                        self._active -= 1
+                        self.completed += done
+                        self.failed += failed
+                        self._rate.mark(done + failed)
+                        per_task = (ended - began) / max(1, len(lats))
+                        cost = self._task_cost
+                        self._task_cost = per_task if cost is None else \
+                            0.7 * cost + 0.3 * per_task
+                        for x in lats:
+                            lat.add(x)
+                        lats.clear()
+                        done = failed = 0
+                    while not self._queued:
+                        if self._stopping or self._nworkers > self.max_workers:
+                            return
+                        self._idle_waiting += 1
+                        notified = work.wait(self.idle_timeout)
+                        self._idle_waiting -= 1
+                        if self._wakeups:
+                            self._wakeups -= 1
+                        if not notified and not self._queued and \
+                                self._nworkers > self.min_workers:
+                            return
+                    batch = self._take()
+                    self._active += 1
+                    busy = True
+                    if self._blocked:
+                        self._room.notify(len(batch))
+                began = ended = _now()
+                left = len(batch)
+                for fn, args, kwargs, f, t, _ in batch:
+                    left -= 1
+                    if not f.set_running_or_notify_cancel():
+                        continue
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        f.set_exception(exc)
+                        failed += 1
+                    else:
+                        f.set_result(result)
+                        done += 1
+                    ended = _now()
+                    lats.append(ended - t)
+                    if left and ended - began > _BATCH_BUDGET:
+                        self._give_back(batch[-left:])
+                        break
+                # drop references to the last task before sleeping
+                batch = fn = args = kwargs = f = result = None  # type: ignore
+        finally:
+            with mutex:
+                self._nworkers -= 1
+                self._threads.discard(me)
+                if busy:  # only when a BaseException escaped the loop above
+                    self._active -= 1
+                    self.completed += done
+                    self.failed += failed
+                if self._queued and not self._stopping and self._nworkers == 0:
+                    self._spawn()  # never strand queued work
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
+        """Stop intake; run what is queued (or cancel it); with *wait*, return only when every
+        worker thread has exited."""
+        with self._mutex:
+            self._stopping = True
+            if cancel_pending:
+                for q in self._queues.values():
+                    for item in q:
+                        if item[3].cancel():
+                            self.cancelled += 1
+                    q.clear()
+                self._prios.clear()
+                self._queued = 0
+            self._work.notify_all()
+            self._room.notify_all()
+        if wait:
+            me = threading.current_thread()
+            while True:
+                with self._mutex:
+                    threads = [t for t in self._threads if t is not me]
+                if not threads:
+                    break
+                for t in threads:
+                    t.join()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown(wait=True)
+
+    # -- reporting ----------------------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        with self._mutex:
+            workers, active, queued = self._nworkers, self._active, self._queued
+            p50 = self._latency.percentile_ms(50)
+            p95 = self._latency.percentile_ms(95)
+            rate = self._rate.per_second()
+        return {
+            "active": active, "idle": max(0, workers - active), "queued": queued,
+            "queue_size": self.queue_size, "min_workers": self.min_workers,
+            "max_workers": self.max_workers, "completed": self.completed, "failed": self.failed,
+            "rejected": self.rejected, "latency_p50_ms": p50, "latency_p95_ms": p95,
+            "throughput_per_s": rate, "throttled": self._throttled, "workers": workers,
+            "cancelled": self.cancelled, "blocked_submitters": self._blocked,
+            "shutdown": self._stopping,
+        }
+
+    def __repr__(self) -> str:
+        return "<WorkerPool %r workers=%d queued=%d>" % (self.name, self._nworkers, self._queued)
+
+
+_SETTINGS = ("min_workers", "max_workers", "queue_size", "when_full", "block_timeout",
+             "idle_timeout", "batch")
+
+
+@atexit.register
+def _shutdown_all() -> None:  # finish queued work at exit, as ThreadPoolExecutor does
+    for pool in list(_LIVE):
+        try:
+            pool.shutdown(wait=True)
+        except Exception:
+            pass
+
+
+class AsyncLimiter:
+    """At most ``limit`` coroutines inside at once: ``async with limiter:`` or
+    ``await limiter.run(coro_fn, *args)``. Waiters are admitted FIFO. ``throttle()`` admits one at
+    a time until lifted. Stats use the "workers" shape (queued = waiters). Not thread-safe except
+    ``stats``/``configure``/``throttle``, which may be called from any thread."""
+
+    kind = "workers"
+
+    def __init__(self, limit: int, name: Optional[str] = None, register: bool = True,
+                 clock: Clock = time.monotonic) -> None:
+        if int(limit) < 1:
+            raise ValueError("AsyncLimiter limit must be >= 1, got %r" % (limit,))
+        self.name = name or "limiter"
+        self.limit = int(limit)
+        self._active = 0
+        self._waiters: Deque[asyncio.Future] = deque()
+        self._starts: Dict[Any, List[float]] = {}
+        self._throttled = False
+        self.completed = self.failed = self.cancelled = 0
+        self._latency = LatencyWindow()
+        self._rate = RateMeter(clock=clock)
+        self._stats_lock = threading.Lock()  # stats() may come from the agent's thread
+        _register(self, register)
+
+    def _room(self) -> bool:
+        return self._active < (1 if self._throttled else self.limit)
+
+    async def acquire(self) -> None:
+        if not self._waiters and self._room():
+            self._active += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut  # _wake counted us in before resolving
+        except BaseException:
+            self.cancelled += 1
+            if fut.done() and not fut.cancelled():
+                self._release()  # admitted and cancelled in the same step: pass it on
+            else:
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+
+    def _release(self) -> None:
+        self._active -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._room():
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._active += 1
+                fut.set_result(None)
+
+    def _finish(self, t0: float, ok: bool) -> None:
+        with self._stats_lock:
+            self._latency.add(_now() - t0)
+            if ok:
+                self.completed += 1
+            else:
+                self.failed += 1
+            self._rate.mark()
+        self._release()
+
+    async def run(self, coro_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        t0 = _now()
+        await self.acquire()
+        ok = False
+        try:
+            result = await coro_fn(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            self._finish(t0, ok)
+
+    async def __aenter__(self) -> "AsyncLimiter":
+        t0 = _now()
+        await self.acquire()
+        self._starts.setdefault(asyncio.current_task(), []).append(t0)
+        return self
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        task = asyncio.current_task()
+        starts = self._starts.get(task)
+        t0 = starts.pop() if starts else _now()
+        if not starts:
+            self._starts.pop(task, None)
+        self._finish(t0, exc_type is None)
+
+    def _wake_threadsafe(self) -> None:
+        for fut in list(self._waiters):
+            try:
+                fut.get_loop().call_soon_threadsafe(self._wake)
+                return
+            except RuntimeError:  # that loop is closed
+                continue
+
+    def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed."""
+        raw = values.get("limit", values.get("max_workers"))
+        if raw is None or int(raw) == self.limit:
+            return {}
+        if int(raw) < 1:
+            raise ValueError("limiter %r: limit must be >= 1, got %r" % (self.name, raw))
+        self.limit = int(raw)
+        self._wake_threadsafe()
+        return {"limit": self.limit}
+
+    def throttle(self, on: bool = True) -> bool:
+        changed = self._throttled != bool(on)
+        self._throttled = bool(on)
+        if not on:
+            self._wake_threadsafe()
+        return changed
+
+    def stats(self) -> Dict[str, Any]:
+        active = self._active
+        with self._stats_lock:
+            p50, p95 = self._latency.percentile_ms(50), self._latency.percentile_ms(95)
+            rate = self._rate.per_second()
+        return {
+            "active": active, "idle": max(0, self.limit - active), "queued": len(self._waiters),
+            "queue_size": None, "min_workers": 0, "max_workers": self.limit,
+            "completed": self.completed, "failed": self.failed, "rejected": 0,
+            "latency_p50_ms": p50, "latency_p95_ms": p95,
+            "throughput_per_s": rate, "throttled": self._throttled,
+            "cancelled": self.cancelled,
+        }
