@@ -78,6 +78,15 @@ class RateMeter:
         return total / float(self.window)
 
 
+def register_component(obj: Any, register: bool = True) -> None:
+    """Register a building block with the agent's registry (weakly) and adopt the unique name
+    it is listed under (``name#2`` when taken)."""
+    if register:
+        from ..agent import register as agent_register  # noqa: PLC0415 - no cycle at import
+
+        obj.name = agent_register(obj, name=obj.name, kind=obj.kind)
+
+
 def hit_rate(hits: int, misses: int) -> Any:
     total = hits + misses
     return (hits / total) if total else None

@@ -10,7 +10,7 @@ import weakref
 from concurrent.futures import Future, wait as wait_futures
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow
+from ._stats import Clock, LatencyWindow, register_component
 from .workers import WorkerPool
 
 __all__ = ["BatchProcessor"]
@@ -60,9 +60,7 @@ class BatchProcessor:
                                   queue_size=max(1, int(max_queued_batches)), when_full="block",
                                   idle_timeout=30.0, batch=1, name=self.name + ".runner",
                                   register=False)
-        if register:
-            from ..agent import register as agent_register
-            self.name = agent_register(self, name=self.name, kind=self.kind)
+        register_component(self, register)
         self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
                                          name="memtui-%s-flusher" % self.name)
         self._flusher.start()

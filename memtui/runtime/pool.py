@@ -12,7 +12,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow
+from ._stats import Clock, LatencyWindow, register_component
 
 __all__ = ["ResourcePool", "PoolTimeout", "PoolClosed"]
 
@@ -23,12 +23,6 @@ class PoolTimeout(TimeoutError):
 
 class PoolClosed(RuntimeError):
     """The pool was closed; it lends nothing more."""
-
-
-def _register(obj: Any, name: Optional[str], register: bool) -> None:
-    if register:
-        from ..agent import register as agent_register
-        obj.name = agent_register(obj, name=obj.name, kind=obj.kind)
 
 
 class _Lease:
@@ -107,7 +101,7 @@ class ResourcePool:
                             scale_down_after=scale_down_after,
                             maintain_interval=maintain_interval))
         self._next_maintain = clock() + self.maintain_interval
-        _register(self, name, register)
+        register_component(self, register)
         try:
             self._fill(self.default_size)
         except BaseException:

@@ -10,7 +10,8 @@ import pytest
 import memtui.agent
 from conftest import wait_for
 from memtui.runtime._stats import SHAPES
-from memtui.runtime.workers import AsyncLimiter, QueueFull, WorkerPool
+from memtui.runtime.limiter import AsyncLimiter
+from memtui.runtime.workers import QueueFull, WorkerPool
 
 
 def pool_threads(pool):
