@@ -77,3 +77,12 @@ def test_textual_only_in_tui_and_typer_only_in_cli():
         if ("typer" in names or "click" in names) and rel != "cli.py":
             bad.append(rel + " imports typer/click")
     assert not bad, bad
+
+
+def test_public_blocks_resolve_lazily_and_import_memtui_stays_light():
+    code = ("import sys, json, memtui; light = [m for m in ('asyncio', 'sqlite3', 'pickle', 'zlib')"
+            " if m in sys.modules]; names = [n for n in memtui._LAZY if getattr(memtui, n) is None];"
+            " print(json.dumps([light, names, sorted(set(memtui._LAZY) - set(dir(memtui)))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(ROOT), check=True).stdout
+    assert json.loads(out) == [[], [], []]
