@@ -21,8 +21,12 @@ _LAZY = {
     "watch": "adapters", "unwatch": "adapters",
 }
 
-__all__ = ["AgentOptions", "current", "install", "register", "start", "stop", "unregister",
-           "__version__"] + sorted(_LAZY)
+__all__ = [
+    "AgentOptions", "current", "install", "register", "start", "stop", "unregister", "__version__",
+    # loaded on first use (see _LAZY)
+    "AsyncLimiter", "BatchProcessor", "Cache", "PoolClosed", "PoolTimeout", "QueueFull",
+    "ResourcePool", "WorkerPool", "cached", "unwatch", "watch",
+]
 
 
 def __getattr__(name: str) -> Any:

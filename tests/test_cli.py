@@ -254,10 +254,10 @@ def test_demo_headless_json(cli):
     lines = [json.loads(ln) for ln in out.stdout.splitlines()]
     assert len(lines) >= 3
     last = lines[-1]["components"]
-    assert {"users", "search", "db", "workers", "request_log"} <= set(last)
-    assert {last["users"]["kind"], last["db"]["kind"], last["workers"]["kind"]} == \
-        {"cache", "pool", "workers"}
-    assert last["workers"]["stats"]["completed"] > 0
+    assert {"users", "search", "db", "requests", "audit", "request_log"} <= set(last)
+    assert {last["users"]["kind"], last["db"]["kind"], last["requests"]["kind"],
+            last["audit"]["kind"]} == {"cache", "pool", "workers", "batch"}
+    assert last["requests"]["stats"]["completed"] > 0
     assert last["request_log"]["stats"]["bytes"] > 0
     assert gone(lines[-1]["pid"])  # the service was stopped
 

@@ -86,3 +86,9 @@ def test_public_blocks_resolve_lazily_and_import_memtui_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=str(ROOT), check=True).stdout
     assert json.loads(out) == [[], [], []]
+
+
+def test_all_lists_every_lazy_export():
+    import memtui
+
+    assert set(memtui._LAZY) <= set(memtui.__all__)

@@ -1,18 +1,20 @@
-"""A small fake web service for `memtui demo`: two caches, a connection pool, worker threads and a
-slow leak, each registered as a memtui component. The classes here are demo-local stand-ins."""
+"""A small fake web service for `memtui demo`, built from memtui's own blocks: caches (LRU, LFU
+with warm and cold tiers, TTL+TTI sessions), a resource pool, a priority worker pool, a batch
+writer, a watched functools.lru_cache, and one deliberate slow leak."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
-import queue
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import memtui
 
@@ -20,152 +22,14 @@ import memtui
 REQUEST_LOG: Dict[int, bytes] = {}
 
 
-class LRUCache:
-    """Dict-based LRU bounded by entries; counts hits, misses and evictions."""
-
-    kind = "cache"
-
-    def __init__(self, name: str, max_entries: int, load: Callable[[Any], bytes]) -> None:
-        self.name = name
-        self.max_entries = max_entries
-        self._load = load
-        self._data: "OrderedDict[Any, bytes]" = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = self.evictions = 0
-        self.bytes = 0
-
-    def get(self, key: Any) -> bytes:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return value
-            self.misses += 1
-        value = self._load(key)  # outside the lock: a slow load must not stall other readers
-        with self._lock:
-            if key not in self._data:
-                self._data[key] = value
-                self.bytes += len(value)
-            while len(self._data) > self.max_entries:
-                _, old = self._data.popitem(last=False)
-                self.bytes -= len(old)
-                self.evictions += 1
-        return value
-
-    def shrink(self, fraction: float) -> int:
-        freed = 0
-        with self._lock:
-            for _ in range(int(len(self._data) * fraction)):
-                _, old = self._data.popitem(last=False)
-                freed += len(old)
-                self.evictions += 1
-            self.bytes -= freed
-        return freed
-
-    def stats(self) -> Dict[str, Any]:
-        # Plain attribute reads: no lock, so the agent's sampler never waits on the app.
-        lookups = self.hits + self.misses
-        return {"entries": len(self._data), "max_entries": self.max_entries,
-                "hit_rate": self.hits / lookups if lookups else 0.0, "hits": self.hits,
-                "misses": self.misses, "evictions": self.evictions, "bytes": self.bytes}
-
-
 class Connection:
+    """A fake database connection holding a buffer, as real drivers do."""
+
     def __init__(self, n: int, buffer_bytes: int) -> None:
         self.id = n
         self.buffer = bytearray(buffer_bytes)
         self.queries = 0
-
-
-class ConnectionPool:
-    """A fixed set of fake connections; acquire() blocks until one is idle or the timeout passes."""
-
-    kind = "pool"
-
-    def __init__(self, name: str, size: int, buffer_kb: int) -> None:
-        self.name = name
-        self.size = size
-        self.buffer_bytes = size * buffer_kb * 1024
-        self._idle: List[Connection] = [Connection(i, buffer_kb * 1024) for i in range(size)]
-        self._cond = threading.Condition()
-        self.waiters = self.acquired = self.timeouts = 0
-        self.wait_ms_max = 0.0
-
-    def acquire(self, timeout: float = 1.0) -> Optional[Connection]:
-        t0 = time.perf_counter()
-        with self._cond:
-            self.waiters += 1
-            try:
-                if not self._cond.wait_for(lambda: self._idle, timeout):
-                    self.timeouts += 1
-                    return None
-            finally:
-                self.waiters -= 1
-            self.acquired += 1
-            self.wait_ms_max = max(self.wait_ms_max, (time.perf_counter() - t0) * 1000.0)
-            return self._idle.pop()
-
-    def release(self, conn: Connection) -> None:
-        with self._cond:
-            self._idle.append(conn)
-            self._cond.notify()
-
-    def stats(self) -> Dict[str, Any]:
-        idle = len(self._idle)
-        return {"size": self.size, "in_use": self.size - idle, "idle": idle,
-                "waiters": self.waiters, "timeouts": self.timeouts, "acquired": self.acquired,
-                "wait_ms_max": self.wait_ms_max, "buffer_bytes": self.buffer_bytes}
-
-
-class Workers:
-    """Threads draining a job queue; tracks active, queued, completed, failed and latency."""
-
-    kind = "workers"
-
-    def __init__(self, name: str, threads: int, handle: Callable[[int], None]) -> None:
-        self.name = name
-        self._handle = handle
-        self._queue: "queue.Queue[Optional[int]]" = queue.Queue()
-        self.active = self.completed = self.failed = 0
-        self._latencies: Deque[float] = deque(maxlen=256)
-        self._threads = [threading.Thread(target=self._run, name="%s-%d" % (name, i), daemon=True)
-                         for i in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def submit(self, job: int) -> None:
-        self._queue.put(job)
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            self.active += 1
-            t0 = time.perf_counter()
-            try:
-                self._handle(job)
-                self.completed += 1
-            except Exception:
-                self.failed += 1
-            finally:
-                self.active -= 1
-                self._latencies.append((time.perf_counter() - t0) * 1000.0)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-    def stats(self) -> Dict[str, Any]:
-        recent = list(self._latencies)
-        return {"threads": len(self._threads), "active": self.active,
-                "queued": self._queue.qsize(), "completed": self.completed, "failed": self.failed,
-                "latency_ms": sum(recent) / len(recent) if recent else 0.0,
-                "latency_ms_max": max(recent) if recent else 0.0}
+        self.broken = False
 
 
 class RequestLog:
@@ -188,36 +52,68 @@ class RequestLog:
         return {"entries": len(REQUEST_LOG), "bytes": self.bytes, "max_bytes": self.max_bytes}
 
 
+@functools.lru_cache(maxsize=64)
+def render_template(name: str) -> str:
+    """What an app already has: memtui.watch() reports it without changing it."""
+    return ("<html>%s</html>" % name) * 20
+
+
 class DemoService:
     """Wires the parts together: a producer submits requests at a rate that swells and ebbs."""
 
     def __init__(self, rate: float, workers: int, pool_size: int, leak_kb_per_s: float,
                  leak_max_mb: float) -> None:
         self.rate = rate
-        self.users = LRUCache("users", 2000, lambda k: b"u" * 512 + str(k).encode())
-        self.search = LRUCache("search", 300, lambda k: b"s" * 4096 + str(k).encode())
-        self.db = ConnectionPool("db", pool_size, buffer_kb=256)
+        self._connections = 0  # before the pool: it connects eagerly up to default_size
+        self._tmp = tempfile.mkdtemp(prefix="memtui-demo-")
+        self.users = memtui.Cache(name="users", policy="lru", max_entries=2000)
+        self.search = memtui.Cache(
+            name="search", policy="lfu", max_bytes="512KiB",
+            tiers={"warm": {"max_bytes": "2MiB", "compression": 6},
+                   "cold": {"path": os.path.join(self._tmp, "search"), "max_bytes": "16MiB"}})
+        self.sessions = memtui.Cache(name="sessions", policy="ttl", ttl="20s", tti="5s",
+                                     max_entries=5000)
+        self.db = memtui.ResourcePool(
+            factory=self._connect, close=lambda c: None, validate=lambda c: not c.broken,
+            min_size=1, default_size=2, max_size=pool_size, idle_timeout="20s", name="db",
+            weigher=lambda c: len(c.buffer))
+        self.workers = memtui.WorkerPool(name="requests", min_workers=1, max_workers=workers,
+                                         queue_size=500, idle_timeout="10s")
+        self.audit = memtui.BatchProcessor(self._write_audit, batch_size=40, flush_interval=0.5,
+                                           max_concurrency=1, name="audit")
         self.log = RequestLog(leak_kb_per_s / rate if rate else 0.0, int(leak_max_mb * 1024 ** 2))
-        self.workers = Workers("workers", workers, self.handle)
+        memtui.register(self.log)
+        memtui.watch(render_template, name="templates")
+        self.dropped = 0
         self._stop = threading.Event()
         self._rng = random.Random(7)
-        for component in (self.users, self.search, self.db, self.workers, self.log):
-            memtui.register(component)
         self._producer = threading.Thread(target=self._produce, name="producer", daemon=True)
+
+    def _connect(self) -> Connection:
+        self._connections += 1
+        time.sleep(0.01)  # connecting costs something
+        return Connection(self._connections, 256 * 1024)
+
+    @staticmethod
+    def _write_audit(records: List[int]) -> List[bool]:
+        time.sleep(0.002 + 0.0002 * len(records))  # one round trip per batch, not per record
+        return [True] * len(records)
 
     def handle(self, request_id: int) -> None:
         rng = random.Random(request_id)
-        self.users.get(rng.randrange(500))  # small key space: mostly hits
-        self.search.get(rng.randrange(20000))  # huge key space: mostly misses
-        conn = self.db.acquire(timeout=0.5)
-        if conn is None:
-            raise TimeoutError("no idle connection")
-        try:
+        self.sessions.get_or_load(rng.randrange(300), lambda k: {"user": k, "seen": time.time()})
+        self.users.get_or_load(rng.randrange(500), lambda k: b"u" * 512 + str(k).encode())
+        # search keys follow a skewed popularity, so the LFU tiers have a hot head and a long tail
+        key = int(rng.paretovariate(0.9) * 20) % 50000
+        self.search.get_or_load(key, lambda k: b"s" * 4096 + str(k).encode())
+        render_template("page-%d" % rng.randrange(80))
+        with self.db.acquire(timeout=0.5) as conn:
             conn.queries += 1
-            conn.buffer[: 64] = os.urandom(64)
+            conn.buffer[:64] = os.urandom(64)
+            if rng.random() < 0.005:
+                conn.broken = True  # caught by validate on the next borrow
             time.sleep(rng.uniform(0.002, 0.03))  # the "query"
-        finally:
-            self.db.release(conn)
+        self.audit.submit(request_id)
         self.log.record(request_id)
         if rng.random() < 0.02:
             raise ValueError("request %d failed" % request_id)
@@ -229,7 +125,10 @@ class DemoService:
             # A 30 s wave between 0.5x and 1.5x the base rate, so pool and queue numbers move.
             rate = self.rate * (1.0 + 0.5 * math.sin((time.monotonic() - t0) * 2 * math.pi / 30))
             request_id += 1
-            self.workers.submit(request_id)
+            try:
+                self.workers.submit(self.handle, request_id, priority=request_id % 3)
+            except memtui.QueueFull:
+                self.dropped += 1
             self._stop.wait(self._rng.expovariate(max(rate, 0.1)))
 
     def run(self) -> None:
@@ -238,7 +137,11 @@ class DemoService:
     def stop(self) -> None:
         self._stop.set()
         self._producer.join(timeout=2.0)
-        self.workers.stop()
+        self.workers.shutdown(wait=True, cancel_pending=True)
+        self.audit.close(wait=True)
+        self.db.close()
+        self.search.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
