@@ -35,6 +35,24 @@ HISTORY_FIELDS = (
 )
 
 
+# kind -> (section with defaults, section with per-name overrides), as in the profiles
+SECTIONS = {"cache": ("cache", "caches"), "pool": ("pool", "pools"),
+            "workers": ("workers", "worker_pools"), "batch": ("execution", None)}
+
+
+def settings_for(settings: Dict[str, Any], kind: str, name: str) -> Dict[str, Any]:
+    """``[cache]`` defaults overlaid with ``[caches.NAME]`` (and likewise for pools, workers)."""
+    default_section, named_section = SECTIONS.get(kind, (None, None))
+    values: Dict[str, Any] = {}
+    if default_section and isinstance(settings.get(default_section), dict):
+        values.update(settings[default_section])
+    if named_section and isinstance(settings.get(named_section), dict):
+        named = settings[named_section].get(name.split("#", 1)[0])
+        if isinstance(named, dict):
+            values.update(named)
+    return values
+
+
 def disabled(environ: Optional[Dict[str, str]] = None) -> bool:
     value = (os.environ if environ is None else environ).get("MEMTUI_DISABLE", "")
     return value.strip().lower() in ("1", "true", "yes", "on")
@@ -63,8 +81,10 @@ class TokenBucket:
 
 
 class Agent:
-    def __init__(self, options: AgentOptions, registry: Optional[ComponentRegistry] = None) -> None:
+    def __init__(self, options: AgentOptions, registry: Optional[ComponentRegistry] = None,
+                 settings: Optional[Dict[str, Any]] = None) -> None:
         self.options = options
+        self.settings: Dict[str, Any] = dict(settings or {})
         self.registry = registry if registry is not None else ComponentRegistry()
         self.events = EventLog(options.events)
         self.process = ProcessCollector()
@@ -96,7 +116,9 @@ class Agent:
         if self.options.trace and not _tracemalloc.is_tracing():
             _tracemalloc.start(self.options.trace_frames)
         self.running = True
-        self.registry.listeners.append(self._wake.set)  # a new component shows up at once
+        self.registry.listeners.append(self._on_register)
+        if self.settings:
+            self.apply_settings()
         self._thread = threading.Thread(target=self._run, name="memtui-sampler", daemon=True)
         self._thread.start()
         if self.options.serve:
@@ -140,9 +162,44 @@ class Agent:
 
     def _drop_listener(self) -> None:
         try:
-            self.registry.listeners.remove(self._wake.set)
+            self.registry.listeners.remove(self._on_register)
         except ValueError:
             pass
+
+    # settings ------------------------------------------------------------------------------
+    def _on_register(self, name: str, kind: str, component: Any) -> None:
+        if self.settings:
+            self.configure_component(name, kind, component)
+        self._wake.set()  # a new component shows up in the next sample at once
+
+    def apply_settings(self, settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Configure every registered component from *settings* (kept for ones registered later);
+        returns {name: what changed or the error}."""
+        if settings is not None:
+            self.settings = dict(settings)
+        return {entry.name: self.configure_component(entry.name, entry.kind, obj)
+                for entry, obj in self.registry.live()}
+
+    def configure_component(self, name: str, kind: str, component: Any) -> Any:
+        """Pass a component its section's values (only the keys it declares in SETTINGS)."""
+        configure = getattr(component, "configure", None)
+        values = settings_for(self.settings, kind, name)
+        accepted = getattr(component, "SETTINGS", None)
+        if accepted is not None:
+            values = {k: v for k, v in values.items() if k in accepted}
+        if not values or not callable(configure):
+            return {}
+        try:
+            changed = configure(values)
+        except Exception as exc:
+            self.events.emit("config", "warning", "%s rejected its settings: %s" % (name, exc),
+                             component=name, values=values)
+            return {"error": "%s: %s" % (type(exc).__name__, exc)}
+        if changed:
+            self.events.emit("config", "info", "%s configured: %s" % (name, ", ".join(
+                "%s=%s" % (k, v) for k, v in sorted(changed.items()))), component=name,
+                changed=changed)
+        return changed
 
     def abandon_in_child(self) -> None:
         """After fork, in the child: let go of the parent's listener and threads without touching
@@ -403,19 +460,19 @@ def _after_fork_child() -> None:
         opts = old.options
         if opts.socket_path:
             opts = opts.replace(socket_path=None, runtime_dir=os.path.dirname(opts.socket_path))
-        threading.Thread(target=_start_forked, args=(opts,), name="memtui-fork-start",
-                         daemon=True).start()
+        threading.Thread(target=_start_forked, args=(opts, old.settings),
+                         name="memtui-fork-start", daemon=True).start()
     except Exception:  # the child must carry on whatever happens here
         pass
 
 
-def _start_forked(opts: AgentOptions) -> None:
+def _start_forked(opts: AgentOptions, settings: Dict[str, Any]) -> None:
     global _AGENT
     time.sleep(FORK_START_DELAY)
     try:
         with _LOCK:
             if _AGENT is None:  # unless the child started one itself meanwhile
-                _AGENT = Agent(opts, _REGISTRY).start()
+                _AGENT = Agent(opts, _REGISTRY, settings).start()
     except Exception:
         pass
 
@@ -425,12 +482,15 @@ def current() -> Optional[Agent]:
     return agent if agent is not None and agent.running else None
 
 
-def start(env: Optional[str] = None, **options: Any) -> Optional[Agent]:
+def start(env: Optional[str] = None, settings: Optional[Dict[str, Any]] = None,
+          **options: Any) -> Optional[Agent]:
     """Start the agent in this process (idempotent) and return it; None when MEMTUI_DISABLE=1.
 
     Keyword options are those of AgentOptions (``interval="500ms"``, ``memory_limit="1GiB"``,
     ``trace=True`` ...), layered over ``MEMTUI_AGENT_OPTIONS``. Bad options raise ValueError here,
-    at the call site; nothing later raises into the application.
+    at the call site; nothing later raises into the application. *settings* are profile sections
+    (``{"cache": {...}, "caches": {"users": {...}}, "pool": ..., "workers": ..., "execution": ...}``)
+    applied to every component by name, including those created later.
     """
     global _AGENT
     if disabled():
@@ -442,7 +502,7 @@ def start(env: Optional[str] = None, **options: Any) -> Optional[Agent]:
         if _AGENT is not None and _AGENT.running:
             return _AGENT
         _ensure_hooks()
-        _AGENT = Agent(opts, _REGISTRY).start()
+        _AGENT = Agent(opts, _REGISTRY, settings).start()
         return _AGENT
 
 

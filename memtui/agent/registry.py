@@ -51,7 +51,9 @@ class ComponentRegistry:
         self._lock = threading.Lock()
         self._entries: Dict[str, _Entry] = {}
         self._dead: List[Any] = []
-        self.listeners: List[Callable[[], None]] = []  # told when a component is added
+        # told (name, kind, component) when one is added, in the registering thread, so a
+        # block can be configured before its constructor returns
+        self.listeners: List[Callable[[str, str, Any], None]] = []
 
     def register(self, component: Any, name: Optional[str] = None, kind: Optional[str] = None,
                  strong: bool = False) -> str:
@@ -89,7 +91,7 @@ class ComponentRegistry:
             self._entries[unique] = _Entry(unique, kind, ref, component if strong else None)
         for listener in list(self.listeners):
             try:
-                listener()
+                listener(unique, kind, component)
             except Exception:
                 pass
         return unique

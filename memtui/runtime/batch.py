@@ -84,6 +84,8 @@ class BatchProcessor:
             setattr(self, k, v)
         return changed
 
+    SETTINGS = ("batch_size", "flush_interval", "max_concurrency")
+
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """Retune ``batch_size``, ``flush_interval`` (units allowed), ``max_concurrency``;
         returns what changed. A bad value raises ValueError and changes nothing."""

@@ -403,3 +403,5 @@ def cached(name: Any = None, **cache_kwargs: Any) -> Any:
         return wrapper
 
     return decorate
+
+Cache.SETTINGS = SETTINGS  # the keys configure() takes; the agent passes profiles only these

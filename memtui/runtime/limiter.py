@@ -117,6 +117,8 @@ class AsyncLimiter:
             except RuntimeError:  # that loop is closed
                 continue
 
+    SETTINGS = ("limit",)
+
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed."""
         raw = values.get("limit", values.get("max_workers"))

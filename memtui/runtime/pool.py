@@ -398,3 +398,5 @@ _NEW = object()
 _RETRY = object()
 _SETTINGS = ("min_size", "default_size", "max_size", "idle_timeout", "scale_up_threshold",
              "scale_down_threshold", "scale_down_after", "maintain_interval")
+
+ResourcePool.SETTINGS = _SETTINGS  # the keys configure() takes; the agent passes profiles only these

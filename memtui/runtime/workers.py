@@ -367,3 +367,5 @@ def _shutdown_all() -> None:  # finish queued work at exit, as ThreadPoolExecuto
             pool.shutdown(wait=True)
         except Exception:
             pass
+
+WorkerPool.SETTINGS = _SETTINGS  # the keys configure() takes; the agent passes profiles only these
