@@ -40,7 +40,7 @@ def scenario_rows(quick: bool) -> List[List[Any]]:
          "", "", ""],
         ["Cache(lru, max_bytes=%s)" % c.mib(SCENARIO_MAX_BYTES), c.mib(peak["memtui"]),
          "%.1f%%" % (100 * rate["memtui"]), "-%.0f%% peak RSS" % (100 * reduction),
-         ">= 25% less, hit rate within 5 pts (%.1f pts)" % gap, c.verdict(ok)],
+         ">= 25%% less, hit rate within 5 pts (%.1f pts)" % gap, c.verdict(ok)],
     ]
 
 
