@@ -231,6 +231,8 @@ class Agent:
                 self.sample(record=True)
             except Exception as exc:
                 self.record_error("sampler", exc)
+            for name, err in self.registry.maintain().items():
+                self.record_error("maintain " + name, RuntimeError(err))
             next_t += interval
             now = time.monotonic()
             if next_t < now:  # fell behind (suspended, overloaded): skip, do not burst

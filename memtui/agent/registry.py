@@ -166,6 +166,20 @@ class ComponentRegistry:
             out[entry.name] = item
         return out
 
+    def maintain(self) -> Dict[str, str]:
+        """Give every component with a ``maintain()`` its periodic tick (idle cleanup, scaling);
+        returns {name: error} for those that raised, which never propagate."""
+        errors: Dict[str, str] = {}
+        for entry, obj in self.live():
+            tick = getattr(obj, "maintain", None)
+            if not callable(tick):
+                continue
+            try:
+                tick()
+            except Exception as exc:
+                errors[entry.name] = "%s: %s" % (type(exc).__name__, exc)
+        return errors
+
     def clone(self) -> "ComponentRegistry":
         """A registry with the same entries and fresh locks, for a forked child."""
         new = ComponentRegistry()

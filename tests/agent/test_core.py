@@ -189,3 +189,31 @@ def test_gc_pauses_are_timed_per_generation_and_folded_on_read():
     assert out["timed"][2] == 3 and out["timed"][0] >= 1
     assert out["max"][2] >= out["last"] >= 0 and out["total"][2] > 0
     assert h.take_window_max() > 0 and h.take_window_max() == 0
+
+
+def test_sampler_ticks_maintain_and_contains_its_errors():
+    ticks = []
+
+    class Ticking(Comp):
+        def maintain(self):
+            ticks.append(1)
+
+    class Broken(Comp):
+        def maintain(self):
+            raise RuntimeError("tick failed")
+
+    agent = _agent(interval=0.02)
+    good, bad = Ticking("good"), Broken("bad")
+    agent.registry.register(good)
+    agent.registry.register(bad)
+    agent.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 5
+        while len(ticks) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        agent.stop()
+    assert len(ticks) >= 3
+    assert any(where == "maintain bad" for _, where, _ in agent.errors)

@@ -44,5 +44,7 @@ def test_demo_service_reports_every_block_with_live_numbers(runtime_dir):
         assert s["templates"]["hits"] > 0  # the watched functools.lru_cache
         assert s["request_log"]["bytes"] > 0
         assert all("error" not in comps[n] for n in EXPECTED)
+        proc.terminate()  # SIGTERM: the demo stops its blocks and removes its temp directory
+        assert proc.wait(timeout=15) == 0
     finally:
         t.stop()
