@@ -1,20 +1,26 @@
 """The hot tier's store under a Cache: its entries in recency, write and (LFU) frequency order,
 their weights and times, and the expiry and eviction that keep them in bounds.
 
-Every ``_HotStore`` method runs under the owning Cache's lock (or in its ``__init__``).
+Every ``_HotStore`` method runs under the owning Cache's lock (or in its ``__init__``), except
+``_demote``, which takes it.
 """
 from __future__ import annotations
 
 import sys
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from ._missing import MISSING as _MISSING
 from ._stats import EVICTION_CAUSES
-from .tiers import MISSING as _MISSING
-from .tiers import Tiers
+
+if TYPE_CHECKING:  # tiers.py (pickle, zlib, sqlite3) is imported only by a Cache with tiers=
+    from .tiers import Tiers
 
 Note = Tuple[Any, Any, str]
+# The cause in a Note whose "value" is a pending demotion [value, weight, written, accessed, cause]:
+# the Cache encodes it outside its lock and then stores it below (see Cache._demote).
+DEMOTE = "demote"
 # How the hit path may go: plain recency order, recency order + ttl only, or the general path.
 _FAST_LRU, _FAST_TTL, _SLOW = 1, 2, 0
 # Lock-free hits rely on the GIL; a free-threaded interpreter takes the locked path for them too.
@@ -100,11 +106,12 @@ class _FrequencyList:
 class _Load:
     """One in-flight load that concurrent misses on the same key wait for."""
 
-    __slots__ = ("_lock", "value", "error", "stale")
+    __slots__ = ("_lock", "value", "error", "stale", "owner")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
+        self.owner = threading.get_ident()  # the loading thread: waiting on itself would hang
         self.value: Any = None
         self.error: Optional[BaseException] = None
         self.stale = False  # the key was written or deleted meanwhile: the newer state wins
@@ -129,7 +136,7 @@ class _HotStore:
     # instance dict this many attributes fall off CPython's fast path, ~15% slower hits).
     __slots__ = ("policy", "_data", "_move", "_hot", "_fast", "_timed", "_weights", "_written",
                  "_accessed", "_lfu", "_loading", "_bytes", "_evictions", "_clock", "_max_entries",
-                 "_max_bytes", "_ttl", "_tti", "_tiers")
+                 "_max_bytes", "_ttl", "_tti", "_tiers", "_demoting")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._data: "OrderedDict[Any, Any]" = OrderedDict()  # recency order, oldest first
@@ -146,11 +153,22 @@ class _HotStore:
         self._max_entries = self._max_bytes = self._ttl = self._tti = None
         self._timed, self._fast = False, _FAST_LRU
         self._tiers: Optional[Tiers] = None
+        # Evicted for size or pressure, waiting to be pickled (outside the lock) and stored below:
+        # key -> [value, weight, written, accessed, cause]. Still found by lookups meanwhile.
+        self._demoting: Dict[Any, list] = {}
 
     def _apply(self, new: Dict[str, Any], now: float) -> None:
         """Under the lock (or in __init__). Existing entries count as written/used *now* when a
-        ttl/tti is first switched on."""
+        ttl/tti is first switched on, in every tier."""
         self._hot, self._fast = _NEVER, _SLOW  # lock-free readers stay off while this runs
+        ttl_on = new["ttl"] is not None and self._ttl is None
+        tti_on = new["tti"] is not None and self._tti is None
+        if ttl_on or tti_on:
+            for rec in self._demoting.values():
+                rec[2] = now if ttl_on else rec[2]
+                rec[3] = now if tti_on else rec[3]
+            if self._tiers is not None:
+                self._tiers.restamp(now, ttl_on, tti_on)
         if new["policy"] == "lfu" and self._lfu is None:
             self._lfu = _FrequencyList(list(self._data))
         elif new["policy"] != "lfu":
@@ -179,6 +197,8 @@ class _HotStore:
         """Under the lock: insert or replace, then evict down to the bounds."""
         data = self._data
         old = data.get(key, _MISSING)
+        if self._demoting:  # a write wins over a copy on its way down
+            self._demoting.pop(key, None)
         if self._loading:
             load = self._loading.get(key)
             if load is not None:
@@ -231,6 +251,10 @@ class _HotStore:
         return ((self._ttl is not None and now - self._written[key] >= self._ttl)
                 or (self._tti is not None and now - self._accessed[key] >= self._tti))
 
+    def _pending_expired(self, rec: list, now: float) -> bool:
+        return ((self._ttl is not None and now - rec[2] >= self._ttl)
+                or (self._tti is not None and now - rec[3] >= self._tti))
+
     def _remove(self, key: Any) -> Tuple[Any, int, float, float]:
         value = self._data.pop(key)
         weight = self._weights.pop(key)
@@ -245,11 +269,42 @@ class _HotStore:
         value, weight, written, accessed = self._remove(key)
         self._evictions[cause] += 1
         if self._tiers is not None and cause in ("size", "pressure"):
-            kept, below = self._tiers.demote(key, value, weight, written, accessed)
-            notes += below
-            if kept:
-                return
+            rec = [value, weight, written, accessed, cause]
+            self._demoting[key] = rec
+            notes.append((key, rec, DEMOTE))
+            return
         notes.append((key, value, cause))
+
+    def _unpend(self, key: Any, now: float, notes: List[Note]) -> Any:
+        """A lookup of *key* while it waits to be demoted: back into the hot tier (the demotion
+        is then dropped), or MISSING."""
+        rec = self._demoting.pop(key, None)
+        if rec is None:
+            return _MISSING
+        if self._timed and self._pending_expired(rec, now):
+            notes.append((key, rec[0], "expired"))
+            return _MISSING
+        self._store(key, rec[0], rec[1], rec[2], now, notes)
+        return rec[0]
+
+    def _drop_all(self, notes: List[Note]) -> None:
+        for load in self._loading.values():
+            load.stale = True
+        for key, value in list(self._data.items()):
+            notes.append((key, value, "explicit"))
+        for key, rec in self._demoting.items():
+            notes.append((key, rec[0], "explicit"))
+        self._demoting.clear()
+        self._evictions["explicit"] += len(self._data)
+        self._data.clear()
+        self._weights.clear()
+        self._written.clear()
+        self._accessed.clear()
+        self._bytes = 0
+        if self._lfu is not None:
+            self._lfu = _FrequencyList()
+        if self._tiers is not None:
+            notes += self._tiers.clear()
 
     def _victim(self, exclude: Any) -> Any:
         return self._lfu.victim(exclude) if self._lfu is not None else self._oldest(exclude)
@@ -293,3 +348,24 @@ class _HotStore:
             if victim is _MISSING:
                 break
             self._evict(victim, "size", notes)
+
+    def _demote(self, key: Any, rec: list) -> None:
+        """NOT under the lock (the one method here that takes it; the Cache supplies ``_lock`` and
+        ``_notify``): pickle an entry the hot tier let go, so its ``__reduce__`` may use this cache,
+        then store it below unless it was read back, rewritten or removed meanwhile."""
+        tiers = self._tiers
+        blob = key_blob = None
+        if tiers is not None and self._demoting.get(key) is rec:
+            blob, key_blob = tiers.encode(key, rec[0])
+        notes: List[Note] = []
+        with self._lock:
+            if self._demoting.get(key) is not rec:
+                return
+            del self._demoting[key]
+            kept = False
+            if blob is not None and self._tiers is not None:
+                kept, below = self._tiers.demote(key, blob, key_blob, rec[1], rec[2], rec[3])
+                notes += below
+            if not kept:
+                notes.append((key, rec[0], rec[4]))
+        self._notify(notes)

@@ -10,10 +10,9 @@ import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..agent.options import parse_duration, parse_size
-from ._cache_store import Note, _FrequencyList, _HotStore, _Load
+from ._cache_store import DEMOTE, Note, _HotStore, _Load
+from ._missing import MISSING as _MISSING
 from ._stats import LatencyWindow, hit_rate
-from .tiers import MISSING as _MISSING
-from .tiers import Tiers
 
 POLICIES = ("lru", "lfu", "ttl")
 SETTINGS = ("policy", "max_entries", "max_bytes", "ttl", "tti")
@@ -24,9 +23,9 @@ _perf = time.perf_counter
 class Cache(_HotStore):
     """A bounded cache. ``len()`` and ``in`` cover every tier; ``stats()["entries"]`` the hot one.
 
-    Callbacks (weigher, on_evict, loaders) run outside the lock except the weigher on
-    ``configure``-free paths, which runs before it is taken; none of them may call back into a
-    cache whose lock their caller holds (tier pickling runs under the lock).
+    Callbacks (weigher, on_evict, loaders) and the pickling of values on their way to a lower
+    tier run outside the lock, so they may use the cache. Unpickling (promotion from below, a
+    listener's value from below) runs under it: a value must unpickle without using its cache.
     """
 
     kind = "cache"
@@ -49,12 +48,21 @@ class Cache(_HotStore):
         self._on_evict = on_evict
         self._apply(self._validate(dict(policy=policy, max_entries=max_entries,
                                         max_bytes=max_bytes, ttl=ttl, tti=tti)), 0.0)
-        if tiers:
-            self._tiers = Tiers(dict(tiers), self.name, timed=self._timed)
-            self._tiers.want_values = on_evict is not None
         if register:
             from ..agent.core import register as register_component
             self.name = register_component(self, name=self.name, kind="cache")
+        if tiers:  # after registration: a cold file is named after the unique registered name
+            from .tiers import Tiers
+            try:
+                below = Tiers(dict(tiers), self.name, timed=self._timed)
+            except BaseException:
+                if register:
+                    from ..agent.core import unregister
+                    unregister(self)
+                raise
+            below.want_values = on_evict is not None
+            with self._lock:
+                self._tiers = below
 
     # -- settings ---------------------------------------------------------------------------------
     def _settings(self) -> Dict[str, Any]:
@@ -125,7 +133,7 @@ class Cache(_HotStore):
         registers or joins the key's load: (value, load, this caller loads)."""
         now = self._clock() if self._timed else 0.0
         notes: List[Note] = []
-        load, owner = None, False
+        load, owner, recursive = None, False, False
         self._lock.acquire()
         try:
             value = self._data.get(key, _MISSING)
@@ -135,6 +143,8 @@ class Cache(_HotStore):
                     value = _MISSING
                 else:
                     self._touch(key, now)
+            if value is _MISSING and self._demoting:  # on its way down: back to the hot tier
+                value = self._unpend(key, now, notes)
             if value is _MISSING and self._tiers is not None:
                 value, rec, below = self._tiers.take(key, now, self._ttl, self._tti)
                 notes += below
@@ -149,9 +159,13 @@ class Cache(_HotStore):
                     if load is None:
                         load = self._loading[key] = _Load()
                         owner = True
+                    elif load.owner == threading.get_ident():
+                        recursive = True
         finally:
             self._lock.release()
         self._notify(notes)
+        if recursive:
+            raise RuntimeError("recursive load of key %r in cache %s" % (key, self.name))
         return value, load, owner
 
     def get_or_load(self, key: Any, loader: Callable[[Any], Any]) -> Any:
@@ -207,10 +221,14 @@ class Cache(_HotStore):
         with self._lock:
             if key in self._data:
                 return not (self._timed and self._expired(key, now))
+            rec = self._demoting.get(key)
+            if rec is not None:
+                return not (self._timed and self._pending_expired(rec, now))
             return self._tiers is not None and self._tiers.contains(key, now, self._ttl, self._tti)
 
     def __len__(self) -> int:
-        return len(self._data) + (len(self._tiers) if self._tiers is not None else 0)
+        tiers = self._tiers
+        return len(self._data) + len(self._demoting) + (len(tiers) if tiers is not None else 0)
 
     # -- writing ----------------------------------------------------------------------------------
     def _weigh(self, key: Any, value: Any) -> int:
@@ -250,6 +268,9 @@ class Cache(_HotStore):
                 else:
                     value = self._remove(key)[0]
                     self._count(key, value, "explicit", notes)
+            elif key in self._demoting:
+                value = self._demoting.pop(key)[0]
+                notes.append((key, value, "explicit"))
             elif self._tiers is not None:
                 if self._tiers.contains(key, now, self._ttl, self._tti):
                     value = self._tiers.discard(key, "explicit")[1]
@@ -271,20 +292,7 @@ class Cache(_HotStore):
         """Remove everything from every tier (cause "explicit")."""
         notes: List[Note] = []
         with self._lock:
-            for load in self._loading.values():
-                load.stale = True
-            for key, value in list(self._data.items()):
-                notes.append((key, value, "explicit"))
-            self._evictions["explicit"] += len(self._data)
-            self._data.clear()
-            self._weights.clear()
-            self._written.clear()
-            self._accessed.clear()
-            self._bytes = 0
-            if self._lfu is not None:
-                self._lfu = _FrequencyList()
-            if self._tiers is not None:
-                notes += self._tiers.clear()
+            self._drop_all(notes)
         self._notify(notes)
 
     def expire(self) -> int:
@@ -314,21 +322,28 @@ class Cache(_HotStore):
                 if victim is _MISSING:
                     break
                 self._evict(victim, "pressure", notes)
-            if tiers is not None and fraction > 0:
+        self._notify(notes)  # the demotions land in the warm tier here
+        notes = []
+        with self._lock:
+            if tiers is not None and fraction > 0 and self._tiers is tiers:
                 notes += tiers.shrink(fraction)
             after = self._bytes + (tiers.memory_bytes() if tiers is not None else 0)
         self._notify(notes)
         return max(0, before - after)
 
     def _notify(self, notes: List[Note]) -> None:
+        """Outside the lock: finish demotions, then tell the listener."""
         listener = self._on_evict
-        if listener is None or not notes:
+        if not notes or (listener is None and not self._demoting):
             return
         for key, value, cause in notes:
-            try:
-                listener(key, value, cause)
-            except Exception:  # the eviction happened; a broken listener must not break the app
-                self._listener_errors += 1
+            if cause is DEMOTE:
+                self._demote(key, value)
+            elif listener is not None:
+                try:
+                    listener(key, value, cause)
+                except Exception:  # the eviction happened; a broken listener must not break it
+                    self._listener_errors += 1
 
     # -- reporting and lifecycle ------------------------------------------------------------------
     def stats(self) -> Dict[str, Any]:

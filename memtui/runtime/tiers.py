@@ -1,58 +1,44 @@
 """Lower cache tiers: what the hot tier lets go for size or pressure drops to a warm tier (pickled,
 zlib-compressed bytes in memory), then to a cold tier (stdlib sqlite3 under a directory).
 
-Every method here runs under the owning Cache's lock; the tiers have no lock of their own.
+Every method here runs under the owning Cache's lock (except ``encode``, which pickles outside
+it so a value's ``__reduce__`` may use the cache); the tiers have no lock of their own.
 A key lives in exactly one tier at a time: a hit below promotes it (removing it below), a write
 to the hot tier discards it below.
 
 pickle is fine HERE: the tiers hold the application's own values, written and read back by the
 same process (with ``persist=True``, by later runs of the same app from its own 0600 file).
 Nothing stored here ever comes from a socket or from another user.
+
+This module (pickle, zlib) is imported only by a Cache given tiers=; sqlite3 only with a cold
+tier. Fork and file locking: see ``_cold_tier.py``. In a forked child the warm tier (plain memory)
+keeps its copy; the cold tier starts empty, in a child-private file.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
-import re
-import sqlite3
-import weakref
 import zlib
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..agent.options import parse_size
+from ._cold_tier import ColdTier, _TierCounters
+from ._missing import MISSING
 
-MISSING = object()
 Note = Tuple[Any, Any, str]
-# [blob, weight, written, accessed]: weight is the hot-tier weight, kept so promotion never has to
-# call the user's weigher under the cache lock.
+# [blob, weight, written, accessed, key_blob]: weight is the hot-tier weight, kept so promotion
+# never has to call the user's weigher under the cache lock; key_blob (the pickled key, made
+# outside the lock; None when there is no cold tier or the key does not pickle) is what the cold
+# tier stores.
 Record = list
-
-_SERIAL = itertools.count(1)
+_getpid = os.getpid
 _WARM_KEYS = {"max_bytes", "compression"}
 _COLD_KEYS = {"path", "max_bytes", "compression", "persist"}
 
 
 def _size(value: Any, default: Optional[int]) -> Optional[int]:
     return default if value is None else parse_size(value)
-
-
-class _TierCounters:
-    def __init__(self, max_bytes: Optional[int]) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = self.promotions = self.demotions = 0
-        self.evictions: Dict[str, int] = {}
-
-    def count_eviction(self, cause: str, n: int = 1) -> None:
-        self.evictions[cause] = self.evictions.get(cause, 0) + n
-
-    def stats(self, entries: int) -> Dict[str, Any]:
-        return {"entries": entries, "bytes": self.bytes, "max_bytes": self.max_bytes,
-                "hits": self.hits, "promotions": self.promotions, "demotions": self.demotions,
-                "evictions": sum(self.evictions.values()),
-                "evictions_by_cause": dict(self.evictions)}
 
 
 class WarmTier(_TierCounters):
@@ -83,124 +69,6 @@ class WarmTier(_TierCounters):
         return len(self.entries)
 
 
-def _close_db(conn: sqlite3.Connection, path: str, persist: bool) -> None:
-    try:
-        conn.close()
-    except Exception:
-        pass
-    if not persist:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            try:
-                os.unlink(path + suffix)
-            except OSError:
-                pass
-
-
-class ColdTier(_TierCounters):
-    """Compressed values in one sqlite3 table; the key index (key -> rowid, size, times) stays in
-    memory, least recently used first, so a miss never costs a query."""
-
-    def __init__(self, directory: str, name: str, max_bytes: Optional[int], compression: int,
-                 persist: bool, timed: bool) -> None:
-        super().__init__(max_bytes)
-        self.level = compression
-        self.persist = persist
-        # key -> [rowid, size, written, accessed], least recently used first
-        self.index: "OrderedDict[Any, list]" = OrderedDict()
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64] or "cache"
-        if persist:
-            self.path = os.path.join(directory, "%s.sqlite3" % safe)
-            flags = os.O_RDWR | os.O_CREAT
-        else:
-            self.path = os.path.join(directory, "%s-%d-%d.sqlite3"
-                                     % (safe, os.getpid(), next(_SERIAL)))
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
-        fd = os.open(self.path, flags | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a persisted file from an older run gets its mode back too
-        finally:
-            os.close(fd)
-        # Autocommit: each statement is its own short transaction; WAL lets them be cheap.
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._finalizer = weakref.finalize(self, _close_db, self.db, self.path, persist)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=%s" % ("NORMAL" if persist else "OFF"))
-        self.db.execute("CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY,"
-                        " key_hash INTEGER NOT NULL, key_blob BLOB NOT NULL,"
-                        " value_blob BLOB NOT NULL, size INTEGER NOT NULL,"
-                        " weight INTEGER NOT NULL, written REAL, last_access REAL)")
-        self.db.execute("CREATE INDEX IF NOT EXISTS entries_key_hash ON entries (key_hash)")
-        if timed:  # times in an old file come from another run's clock: ages cannot be trusted
-            self.db.execute("DELETE FROM entries")
-        self._reload()
-
-    def _reload(self) -> None:
-        rows = self.db.execute("SELECT id, key_blob, size, written, last_access FROM entries"
-                               " ORDER BY last_access").fetchall()
-        for rowid, key_blob, size, written, accessed in rows:
-            try:
-                key = pickle.loads(key_blob)
-                old = self.index.pop(key, None)
-                if old is not None:
-                    self._delete(old)
-                self.index[key] = [rowid, size, written, accessed]
-                self.bytes += size
-            except Exception:
-                self.db.execute("DELETE FROM entries WHERE id = ?", (rowid,))
-
-    def put(self, key: Any, rec: Record) -> bool:
-        try:
-            key_blob = pickle.dumps(key, pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            return False
-        blob, weight, written, accessed = rec
-        old = self.index.pop(key, None)
-        if old is not None:
-            self._delete(old)
-        cur = self.db.execute("INSERT INTO entries (key_hash, key_blob, value_blob, size, weight,"
-                              " written, last_access) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (hash(key), key_blob, blob, len(blob), weight, written, accessed))
-        self.index[key] = [cur.lastrowid, len(blob), written, accessed]
-        self.bytes += len(blob)
-        self.demotions += 1
-        return True
-
-    def _delete(self, meta: list) -> None:
-        self.db.execute("DELETE FROM entries WHERE id = ?", (meta[0],))
-        self.bytes -= meta[1]
-
-    def pop(self, key: Any, read: bool = True) -> Optional[Record]:
-        meta = self.index.pop(key, None)
-        if meta is None:
-            return None
-        blob = b""
-        if read:
-            row = self.db.execute("SELECT value_blob, weight FROM entries WHERE id = ?",
-                                  (meta[0],)).fetchone()
-            blob, weight = (row[0], row[1]) if row else (b"", 0)
-        else:
-            weight = 0
-        self._delete(meta)
-        return [blob, weight, meta[2], meta[3]]
-
-    def oldest(self, read: bool) -> Tuple[Any, Record]:
-        key = next(iter(self.index))
-        return key, self.pop(key, read)  # type: ignore[return-value]
-
-    def clear(self) -> None:
-        self.db.execute("DELETE FROM entries")
-        self.index.clear()
-        self.bytes = 0
-
-    def close(self) -> None:
-        self._finalizer()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-
 class Tiers:
     """The warm and cold tiers below one Cache, built from ``{"warm": {...}, "cold": {...}}``."""
 
@@ -209,6 +77,7 @@ class Tiers:
         if unknown:
             raise ValueError("unknown cache tiers %s (use 'warm' and/or 'cold')" % sorted(unknown))
         self.want_values = False  # set by the Cache when an eviction listener needs the values
+        self.pid = _getpid()
         self.warm: Optional[WarmTier] = None
         self.cold: Optional[ColdTier] = None
         warm, cold = spec.get("warm"), spec.get("cold")
@@ -225,20 +94,46 @@ class Tiers:
             if bad or not cold.get("path"):
                 raise ValueError("the cold tier needs a 'path' directory; unknown settings %s"
                                  % sorted(bad))
-            self.cold = ColdTier(os.fspath(cold["path"]), name,
-                                 _size(cold.get("max_bytes"), 256 * 1024 ** 2),
-                                 int(cold.get("compression", 6)), bool(cold.get("persist")), timed)
+            self._cold_args = (os.fspath(cold["path"]), name,
+                               _size(cold.get("max_bytes"), 256 * 1024 ** 2),
+                               int(cold.get("compression", 6)))
+            self.cold = ColdTier(*self._cold_args, bool(cold.get("persist")), timed)
+
+    def _forked(self) -> None:
+        """First use in a forked child: detach from the parent's cold file, open a private one."""
+        self.pid = _getpid()
+        if self.cold is not None:
+            self.cold.detach()
+            try:
+                self.cold = ColdTier(*self._cold_args, False, False)
+            except Exception:
+                self.cold = None
 
     # -- moving entries ---------------------------------------------------------------------------
-    def demote(self, key: Any, value: Any, weight: int, written: float, accessed: float) -> \
-            Tuple[bool, List[Note]]:
-        """Store an entry the hot tier evicted. False when it cannot be kept (not picklable)."""
-        level = self.warm.level if self.warm is not None else self.cold.level  # type: ignore
+    def encode(self, key: Any, value: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """Outside the cache lock: (compressed pickled value, pickled key for the cold tier);
+        (None, None) when the value does not pickle."""
+        warm, cold = self.warm, self.cold
         try:
-            blob = zlib.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL), level)
+            blob = zlib.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL),
+                                 warm.level if warm is not None else cold.level)  # type: ignore
         except Exception:
-            return False, []
-        rec = [blob, weight, written, accessed]
+            return None, None
+        key_blob = None
+        if cold is not None:
+            try:
+                key_blob = pickle.dumps(key, pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                pass
+        return blob, key_blob
+
+    def demote(self, key: Any, blob: bytes, key_blob: Optional[bytes], weight: int,
+               written: Any, accessed: Any) -> Tuple[bool, List[Note]]:
+        """Store an entry the hot tier evicted (encoded by ``encode``). False when it cannot be
+        kept."""
+        if self.pid != _getpid():
+            self._forked()
+        rec = [blob, weight, written, accessed, key_blob]
         notes: List[Note] = []
         warm = self.warm
         if warm is not None and (warm.max_bytes is None or len(blob) <= warm.max_bytes):
@@ -278,6 +173,8 @@ class Tiers:
             Tuple[Any, Optional[Record], List[Note]]:
         """Remove *key* from below for promotion: (value, record, notes); value is MISSING when the
         key is absent, expired (never served from below) or unreadable."""
+        if self.pid != _getpid():
+            self._forked()
         notes: List[Note] = []
         for tier in (self.warm, self.cold):
             if tier is None:
@@ -299,6 +196,8 @@ class Tiers:
         return MISSING, None, notes
 
     def contains(self, key: Any, now: float, ttl: Optional[float], tti: Optional[float]) -> bool:
+        if self.pid != _getpid():
+            self._forked()
         if self.warm is not None:
             rec = self.warm.entries.get(key)
             if rec is not None:
@@ -311,6 +210,8 @@ class Tiers:
 
     def discard(self, key: Any, cause: Optional[str] = None) -> Tuple[bool, Any]:
         """Drop *key* below; (found, value). The value is decoded only for a listener."""
+        if self.pid != _getpid():
+            self._forked()
         for tier in (self.warm, self.cold):
             if tier is None:
                 continue
@@ -326,6 +227,8 @@ class Tiers:
 
     def shrink(self, fraction: float) -> List[Note]:
         """Push about *fraction* of the warm tier's bytes down to cold (cause "pressure")."""
+        if self.pid != _getpid():
+            self._forked()
         notes: List[Note] = []
         warm = self.warm
         if warm is not None and warm.entries:
@@ -339,6 +242,8 @@ class Tiers:
         return notes
 
     def clear(self) -> List[Note]:
+        if self.pid != _getpid():
+            self._forked()
         notes: List[Note] = []
         if self.warm is not None:
             for key, rec in list(self.warm.entries.items()):
@@ -354,14 +259,29 @@ class Tiers:
             self.cold.clear()
         return notes
 
+    def restamp(self, now: float, written: bool, accessed: bool) -> None:
+        """A ttl (*written*) or tti (*accessed*) was just switched on: every entry below counts as
+        written / used *now*."""
+        if self.pid != _getpid():
+            self._forked()
+        for col in (2,) * written + (3,) * accessed:
+            if self.warm is not None:
+                for rec in self.warm.entries.values():
+                    rec[col] = now
+            if self.cold is not None:
+                self.cold.restamp(now, col)
+
     # -- reporting --------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return (len(self.warm) if self.warm else 0) + (len(self.cold) if self.cold else 0)
+        cold = len(self.cold) if self.cold is not None and self.pid == _getpid() else 0
+        return (len(self.warm) if self.warm else 0) + cold
 
     def memory_bytes(self) -> int:
         return self.warm.bytes if self.warm is not None else 0
 
     def stats(self) -> Dict[str, Any]:
+        if self.pid != _getpid():
+            self._forked()
         out: Dict[str, Any] = {}
         if self.warm is not None:
             out["warm"] = dict(self.warm.stats(len(self.warm)), compression=self.warm.level)
@@ -371,7 +291,10 @@ class Tiers:
 
     def close(self) -> None:
         if self.cold is not None:
-            self.cold.close()
+            if self.pid != _getpid():
+                self.cold.detach()
+            else:
+                self.cold.close()
 
 
 def _expired(rec: Record, now: float, ttl: Optional[float], tti: Optional[float]) -> bool:

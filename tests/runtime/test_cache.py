@@ -319,6 +319,31 @@ def test_a_write_during_a_load_wins():
     assert cache.get("k") == "written meanwhile"
 
 
+def test_a_loader_loading_its_own_key_fails_at_once_instead_of_hanging():
+    cache = Cache(register=False)
+    errors = []
+
+    @cached(register=False)
+    def recursive(x):
+        return recursive(x) + 1
+
+    def run():
+        for call in (lambda: cache.get_or_load("a", lambda k: cache.get_or_load(k, str) + "!"),
+                     lambda: recursive(5)):
+            try:
+                call()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "deadlocked"
+    assert errors == ["recursive load of key 'a' in cache cache",
+                      "recursive load of key 5 in cache %s" % recursive.cache.name]
+    assert cache.stats()["loading"] == 0 and cache.get_or_load("a", str) == "a"
+
+
 def test_cached_decorator_memoizes_by_arguments():
     calls = []
 

@@ -2,11 +2,14 @@
 hit, expiry across tiers, per-tier stats, file permissions and clean-up."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -181,3 +184,134 @@ def test_bad_tier_specs_are_refused(tmp_path):
         Cache(register=False, tiers={"cold": {}})
     with pytest.raises(ValueError):
         Cache(register=False, tiers={"warm": {"compression": 12}})
+
+
+# -- fork, file ownership, live retuning, re-entry, light import ----------------------------------
+def run_python(code, *args):
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=60)
+
+
+FORK_SCRIPT = r"""
+import json, os, sys
+from memtui.runtime.cache import Cache
+d = sys.argv[1]
+c = Cache(name="f", max_entries=2, register=False, tiers={"cold": {"path": d}})
+for i in range(10):
+    c.set(i, "v%d" % i)
+path, status = c._tiers.cold.path, []
+for use in (False, True):
+    pid = os.fork()
+    if pid == 0:  # exits through sys.exit, so the inherited finalizers run
+        if use:
+            c.clear()
+            for i in range(20, 30):
+                c.set(i, "child")
+            assert c._tiers.cold.path != path and len(c._tiers.cold) == 8   # its own file
+            assert c.get(25) == "child" and c.get(3) is None
+        sys.exit(0)
+    status.append(os.waitpid(pid, 0)[1])
+print(json.dumps({"files": sorted(os.listdir(d)), "path": os.path.basename(path), "len": len(c),
+                  "reads": [c.get(i) for i in range(8)], "status": status}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_closes_deletes_or_writes_the_parents_cold_file(tmp_path):
+    out = run_python(FORK_SCRIPT, tmp_path)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["files"] == sorted(got["path"] + s for s in ("", "-shm", "-wal"))
+    assert got["len"] == 10 and got["reads"] == ["v%d" % i for i in range(8)]
+    assert got["status"] == [0, 0], out.stderr          # the children's own checks passed
+
+
+def test_persisted_cold_files_are_per_cache_and_exclusive(tmp_path):
+    spec = {"cold": {"path": str(tmp_path), "persist": True}}
+    a = Cache(name="tiers-test-users", max_entries=1, tiers=spec)
+    b = Cache(name="tiers-test-users", max_entries=1, tiers=spec)   # registered as "...#2"
+    assert b.name == "tiers-test-users#2"
+    assert os.path.basename(b._tiers.cold.path) == "tiers-test-users-2.sqlite3"
+    a.set("k", "A")
+    a.set("j", "A2")                                    # "k" goes to a's cold file
+    assert b.get("k") is None and a.get("k") == "A"
+    a.set("j", "A3")
+    with pytest.raises(ValueError, match="in use by another cache"):
+        Cache(name="tiers-test-users", register=False, tiers=spec)
+    other = run_python("import sys; from memtui.runtime.cache import Cache; Cache("
+                       "name='tiers-test-users', register=False, tiers={'cold': "
+                       "{'path': sys.argv[1], 'persist': True}})", tmp_path)
+    assert other.returncode != 0 and "is in use by another cache" in other.stderr
+    a.close()                                           # releases the file
+    again = Cache(name="tiers-test-users", register=False, tiers=spec)
+    assert again.get("k") == "A"
+    again.close()
+    b.close()
+
+
+def test_switching_ttl_and_tti_on_restarts_the_clock_in_every_tier(tmp_path):
+    clock = FakeClock()
+    cache = Cache(max_entries=1, clock=clock, register=False,
+                  tiers={"warm": {"max_bytes": 400}, "cold": {"path": str(tmp_path)}})
+    for i in range(6):
+        cache.set(i, value(i))
+    assert cache._tiers.warm.entries and cache._tiers.cold.index
+    clock.now += 1000
+    cache.configure({"ttl": 60, "tti": 30})             # everything counts as written now
+    assert len(cache) == 6 and all(i in cache for i in range(6))
+    clock.now += 20
+    assert all(cache.get(i) == value(i) for i in range(6))
+    clock.now += 41                                     # 61 s after the switch: ttl is over
+    assert not any(i in cache for i in range(6))
+    cache.close()
+
+
+class UsesCache:
+    """A value whose pickling (its demotion) reads, rewrites or deletes its own cache."""
+    cache = None
+    action = "read"
+
+    def __init__(self, key):
+        self.key = key
+
+    def __reduce__(self):
+        cache = UsesCache.cache
+        if UsesCache.action == "read":
+            cache.get("missing"), len(cache), "missing" in cache, cache.stats()
+        elif UsesCache.action == "rewrite":
+            cache.set(self.key, "fresh")
+        else:
+            cache.delete(self.key)
+        return (UsesCache, (self.key,))
+
+
+@pytest.mark.parametrize("action", ["read", "rewrite", "delete"])
+def test_a_value_using_the_cache_while_demoted_neither_deadlocks_nor_comes_back_stale(
+        tmp_path, action):
+    cache = Cache(max_entries=1, register=False,
+                  tiers={"warm": {"max_bytes": "1MiB"}, "cold": {"path": str(tmp_path)}})
+    UsesCache.cache, UsesCache.action = cache, action
+    worker = threading.Thread(target=lambda: (cache.set("k", UsesCache("k")), cache.set("x", 1)),
+                              daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "deadlocked"
+    if action == "read":
+        assert "k" in cache._tiers.warm.entries and cache.get("k").key == "k"
+    elif action == "rewrite":
+        assert cache.get("k") == "fresh" and "k" not in cache._tiers.warm.entries
+        assert len(cache) == 2
+    else:
+        assert "k" not in cache and cache.get("k") is None and len(cache) == 1
+    assert not cache._demoting
+    cache.close()
+
+
+def test_importing_the_cache_loads_none_of_the_tier_modules(tmp_path):
+    out = run_python("import sys; import memtui.runtime.cache as c\n"
+                     "heavy = lambda: [m for m in ('sqlite3', 'pickle', 'zlib') if m in sys.modules]\n"
+                     "print(heavy())\n"
+                     "c.Cache(register=False, tiers={'cold': {'path': sys.argv[1]}}).close()\n"
+                     "print(heavy())", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "['sqlite3', 'pickle', 'zlib']"]
