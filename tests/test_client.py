@@ -218,7 +218,8 @@ def test_huge_pid_is_no_such_process():
 
 
 def test_process_name_is_one_line(agent_env):
-    idle = subprocess.Popen([sys.executable, "-c", "import time\n\ttime.sleep(30)  \n"],
+    # newlines and a tab in argv, in a program that is valid Python and stays alive
+    idle = subprocess.Popen([sys.executable, "-c", "import time\n\ntime.sleep(30)\t \n"],
                             env=agent_env)
     try:
         wait_for(lambda: "sleep" in process_name(idle.pid), message="the child's argv")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
 
 Clock = Callable[[], float]
 
@@ -56,26 +56,96 @@ class RateMeter:
     """Events per second over the last *window* seconds, counted in one-second buckets (memory is
     bounded by the window, not by the event rate)."""
 
-    __slots__ = ("_b", "window", "clock")
+    __slots__ = ("_b", "_first", "window", "clock")
 
     def __init__(self, window: int = 10, clock: Clock = time.monotonic) -> None:
         self._b: Deque[list] = deque(maxlen=window + 1)  # [second, count]
+        self._first: Optional[float] = None  # when the first event was marked
         self.window = window
         self.clock = clock
 
     def mark(self, n: int = 1) -> None:
-        sec = int(self.clock())
+        t = self.clock()
+        sec = int(t)
         b = self._b
         if b and b[-1][0] == sec:
             b[-1][1] += n
         else:
             b.append([sec, n])
+            if self._first is None:
+                self._first = t
 
     def per_second(self) -> float:
+        """The mean over the complete seconds of the window (the current one is still filling
+        up); until the meter has watched a whole window, over the time from its first event to
+        the end of the last complete second (at least one), so a young meter does not
+        under-report."""
+        first = self._first
+        if first is None:
+            return 0.0
         now = int(self.clock())
-        # complete seconds only: the current one is still filling up
         total = sum(c for s, c in self._b if now - self.window <= s < now)
-        return total / float(self.window)
+        return total / float(max(1, min(self.window, now - first)))
+
+
+# -- threads holding their block weakly (workers, batch flusher) ----------------------------------
+_CHECK = 1.0  # such a thread, idle, looks at least this often whether its block still exists
+# Blocks with work for a thread that holds them only weakly and was just woken or started: kept
+# alive until that thread holds them itself, so dropping the last outside reference meanwhile
+# cannot lose the work.
+_KEEP: set = set()
+
+
+def _wake_all(lock: Any, cond: Any) -> None:
+    """A block was collected: wake its idle threads so they see it and exit. Never blocks (the
+    last reference may be dropped by a thread holding *lock*; that thread notifies itself, and
+    the others look again within _CHECK seconds)."""
+    if lock.acquire(False):
+        try:
+            cond.notify_all()
+        finally:
+            lock.release()
+
+
+# -- strict settings -------------------------------------------------------------------------------
+def check_keys(owner: str, values: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """ValueError naming the first key of *values* that is not in *accepted*."""
+    accepted = tuple(accepted)
+    for key in values:
+        if key not in accepted:
+            raise ValueError("%s: unknown setting %r (accepted: %s)"
+                             % (owner, key, ", ".join(accepted)))
+
+
+def check_int(owner: str, key: str, value: Any, low: int) -> int:
+    """*value* if it is an int (not a bool) >= *low*; else ValueError naming *key*."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError("%s: %s must be an integer >= %d, got %r" % (owner, key, low, value))
+    return int(value)
+
+
+def check_duration(owner: str, key: str, value: Any, none_ok: bool = False) -> Optional[float]:
+    """Seconds > 0 from a number or a string with a unit (None only when *none_ok*)."""
+    if value is None and none_ok:
+        return None
+    from ..agent.options import parse_duration  # noqa: PLC0415 - no cycle at import
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError("%s: %s: %s" % (owner, key, exc)) from None
+    if seconds <= 0:
+        raise ValueError("%s: %s must be a duration > 0%s, got %r"
+                         % (owner, key, " or None" if none_ok else "", value))
+    return seconds
+
+
+def check_fraction(owner: str, key: str, value: Any) -> float:
+    """A real number in [0, 1]; else ValueError naming *key*."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0.0 <= value <= 1.0:
+        raise ValueError("%s: %s must be a number in [0, 1], got %r" % (owner, key, value))
+    return float(value)
 
 
 def register_component(obj: Any, register: bool = True) -> None:

@@ -4,14 +4,16 @@ bounded concurrency, hand each caller a Future for its own item; optional result
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
 from concurrent.futures import Future, wait as wait_futures
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow, register_component
-from .workers import WorkerPool
+from ._stats import (_CHECK, _KEEP, Clock, LatencyWindow, _wake_all, check_duration, check_int,
+                     check_keys, register_component)
+from .workers import QueueFull, WorkerPool
 
 __all__ = ["BatchProcessor"]
 
@@ -29,6 +31,11 @@ class BatchProcessor:
     ``max_queued_batches`` submit blocks (back-pressure). ``result_cache`` is anything with
     ``get(key, default)`` and ``set(key, value)``; ``key(item)`` (default: the item) keys it.
     Cached items resolve at once and never enter a batch.
+
+    The flusher holds the processor weakly while nothing is buffered: one dropped without
+    ``close()`` is collected and its threads exit. In a forked child the processor gets fresh
+    locks and a new flusher (on the next submit); items buffered or queued in the parent are
+    dropped there (their futures are the parent's).
     """
 
     kind = "batch"
@@ -43,8 +50,7 @@ class BatchProcessor:
         self._cache = result_cache
         self._key = key if key is not None else (lambda item: item)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._init_sync()
         self._buf: List[tuple] = []  # (item, future, submitted_at)
         self._first_at = 0.0
         self._closed = False
@@ -56,29 +62,41 @@ class BatchProcessor:
         self.batch_size, self.flush_interval, self.max_concurrency = 1, 0.5, 1
         self._apply(dict(batch_size=batch_size, flush_interval=flush_interval,
                          max_concurrency=max_concurrency))
+        check_int("batch processor %r" % self.name, "max_queued_batches", max_queued_batches, 1)
         self._runner = WorkerPool(min_workers=0, max_workers=self.max_concurrency,
-                                  queue_size=max(1, int(max_queued_batches)), when_full="block",
+                                  queue_size=max_queued_batches, when_full="block",
                                   idle_timeout=30.0, batch=1, name=self.name + ".runner",
                                   register=False)
         register_component(self, register)
-        self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+        self._flusher: Optional[threading.Thread] = None
+        self._start_flusher()
+        _LIVE.add(self)
+
+    def _init_sync(self) -> None:
+        self._lock = lock = threading.Lock()
+        self._cond = cond = threading.Condition(lock)
+        self._ref = weakref.ref(self, lambda _ref: _wake_all(lock, cond))
+
+    def _start_flusher(self) -> None:
+        self._flusher = threading.Thread(target=_flush_loop, args=(self._ref, self._lock,
+                                                                   self._cond), daemon=True,
                                          name="memtui-%s-flusher" % self.name)
         self._flusher.start()
-        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see the class doc); the runner pool resets itself."""
+        self._init_sync()
+        self._buf, self._inflight, self._pending, self._flusher = [], set(), 0, None
 
     # -- settings -----------------------------------------------------------------------------
     def _apply(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        from ..agent.options import parse_duration
+        owner = "batch processor %r" % self.name
+        check_keys(owner, values, self.SETTINGS)
         new = {"batch_size": self.batch_size, "flush_interval": self.flush_interval,
                "max_concurrency": self.max_concurrency}
         for k, v in values.items():
-            if k in ("batch_size", "max_concurrency"):
-                new[k] = int(v)
-            elif k == "flush_interval":
-                new[k] = parse_duration(v)
-        if new["batch_size"] < 1 or new["max_concurrency"] < 1:
-            raise ValueError("batch processor %r: batch_size and max_concurrency must be >= 1"
-                             % self.name)
+            new[k] = check_duration(owner, k, v) if k == "flush_interval" else \
+                check_int(owner, k, v, 1)
         changed = {k: v for k, v in new.items() if getattr(self, k) != v}
         for k, v in changed.items():
             setattr(self, k, v)
@@ -114,6 +132,9 @@ class BatchProcessor:
             buf = self._buf
             if not buf:
                 self._first_at = now
+                if self._flusher is None:  # only after a fork
+                    self._start_flusher()
+                _KEEP.add(self)  # until the flusher holds us (see _stats._KEEP)
                 self._cond.notify()  # the flusher starts timing this batch
             buf.append((item, f, now))
             self._pending += 1
@@ -130,7 +151,8 @@ class BatchProcessor:
     def _dispatch(self, batch: List[tuple]) -> None:
         try:
             fut = self._runner.submit(self._run, batch)  # blocks when too many batches queue up
-        except RuntimeError:  # closed meanwhile: nobody left to run it, so run it here
+        except (RuntimeError, QueueFull):  # closed meanwhile, or a handler submitting while the
+            # queue is full (a runner thread must not wait on its own pool): run it here
             self._run(batch)
             return
         with self._lock:
@@ -180,18 +202,6 @@ class BatchProcessor:
                 f.set_result(results[i])
 
     # -- flushing -----------------------------------------------------------------------------
-    def _flush_loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._buf and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                remaining = self._first_at + self.flush_interval - self._clock()
-                if remaining > 0:
-                    self._cond.wait(remaining)
-            self.tick()
-
     def tick(self) -> bool:
         """Dispatch the buffered items if the oldest is ``flush_interval`` old (by the injected
         clock). The flusher calls this; tests with a fake clock may too. True if it cut one."""
@@ -228,8 +238,9 @@ class BatchProcessor:
             self._cond.notify_all()
         if batch:
             self._dispatch(batch)
-        if threading.current_thread() is not self._flusher:
-            self._flusher.join()
+        flusher = self._flusher
+        if flusher is not None and threading.current_thread() is not flusher:
+            flusher.join()
         self._runner.shutdown(wait=wait)
 
     def __enter__(self) -> "BatchProcessor":
@@ -254,6 +265,40 @@ class BatchProcessor:
 
     def __repr__(self) -> str:
         return "<BatchProcessor %r pending=%d>" % (self.name, self._pending)
+
+
+def _flush_loop(ref: "weakref.ref[BatchProcessor]", lock: Any, cond: Any) -> None:
+    """The flusher thread: cuts a batch when the oldest buffered item is flush_interval old. It
+    holds the processor only while items are buffered (they keep it alive until dispatched)."""
+    bp = ref()
+    while bp is not None:
+        with lock:
+            if bp._closed:
+                return
+            if not bp._buf:
+                bp = None
+                if ref() is None:  # this thread dropped the last reference
+                    return
+                cond.wait(_CHECK)  # submit wakes us when a batch starts
+                bp = ref()
+                _KEEP.discard(bp)
+                continue
+            remaining = bp._first_at + bp.flush_interval - bp._clock()
+            if remaining > 0:
+                cond.wait(remaining)
+        bp.tick()
+
+
+def _after_fork_in_child() -> None:
+    for bp in list(_LIVE):
+        try:
+            bp._after_fork()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow, RateMeter, register_component
+from ._stats import Clock, LatencyWindow, RateMeter, check_int, check_keys, register_component
 
 __all__ = ["AsyncLimiter"]
 
@@ -27,10 +27,8 @@ class AsyncLimiter:
 
     def __init__(self, limit: int, name: Optional[str] = None, register: bool = True,
                  clock: Clock = time.monotonic) -> None:
-        if int(limit) < 1:
-            raise ValueError("AsyncLimiter limit must be >= 1, got %r" % (limit,))
         self.name = name or "limiter"
-        self.limit = int(limit)
+        self.limit = check_int("limiter %r" % self.name, "limit", limit, 1)
         self._active = 0
         self._waiters: Deque[asyncio.Future] = deque()
         self._starts: Dict[Any, List[float]] = {}
@@ -120,13 +118,17 @@ class AsyncLimiter:
     SETTINGS = ("limit",)
 
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed."""
-        raw = values.get("limit", values.get("max_workers"))
-        if raw is None or int(raw) == self.limit:
+        """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed. A bad value
+        or an unknown key raises ValueError and changes nothing."""
+        owner = "limiter %r" % self.name
+        check_keys(owner, values, ("limit", "max_workers"))
+        new = self.limit
+        for key in ("max_workers", "limit"):  # limit wins when both are given
+            if key in values:
+                new = check_int(owner, key, values[key], 1)
+        if new == self.limit:
             return {}
-        if int(raw) < 1:
-            raise ValueError("limiter %r: limit must be >= 1, got %r" % (self.name, raw))
-        self.limit = int(raw)
+        self.limit = new
         self._wake_threadsafe()
         return {"limit": self.limit}
 

@@ -12,7 +12,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow, register_component
+from ._stats import (Clock, LatencyWindow, check_duration, check_fraction, check_int, check_keys,
+                     register_component)
 
 __all__ = ["ResourcePool", "PoolTimeout", "PoolClosed"]
 
@@ -85,7 +86,7 @@ class ResourcePool:
         self._closed = False
         self._waits = LatencyWindow()
         self.created = self.destroyed = self.timeouts = self.validation_failures = 0
-        self.close_errors = 0
+        self.close_errors = self.fill_errors = 0
         self._low_since: Optional[float] = None
         self.min_size = 0
         self.default_size = 0
@@ -110,30 +111,29 @@ class ResourcePool:
 
     # -- settings -----------------------------------------------------------------------------
     def _settings(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        from ..agent.options import parse_duration
+        """Check every value strictly (ValueError naming the key; unknown keys too) before
+        changing anything."""
+        owner = "pool %r" % self.name
+        check_keys(owner, values, _SETTINGS)
         new = {k: getattr(self, k) for k in _SETTINGS}
         for key, value in values.items():
-            if key not in _SETTINGS:
-                continue  # a profile section may carry keys meant for others
             if key in ("idle_timeout", "scale_down_after", "maintain_interval"):
-                value = None if value is None and key == "idle_timeout" else parse_duration(value)
+                value = check_duration(owner, key, value, none_ok=key == "idle_timeout")
             elif key == "default_size":
-                value = None if value is None else int(value)
+                value = None if value is None else check_int(owner, key, value, 0)
             elif key in ("min_size", "max_size"):
-                value = int(value)
+                value = check_int(owner, key, value, 0 if key == "min_size" else 1)
             else:
-                value = float(value)
+                value = check_fraction(owner, key, value)
             new[key] = value
         if values.get("default_size", 0) is None:
             new["default_size"] = new["min_size"]
         new["default_size"] = max(new["default_size"], new["min_size"])
-        if not 0 <= new["min_size"] <= new["default_size"] <= new["max_size"] or new["max_size"] < 1:
-            raise ValueError("pool %r: need 0 <= min_size <= default_size <= max_size and "
-                             "max_size >= 1, got %d/%d/%d" % (self.name, new["min_size"],
-                                                              new["default_size"], new["max_size"]))
-        if not 0.0 <= new["scale_down_threshold"] < new["scale_up_threshold"] <= 1.0:
-            raise ValueError("pool %r: need 0 <= scale_down_threshold < scale_up_threshold <= 1"
-                             % self.name)
+        if not new["min_size"] <= new["default_size"] <= new["max_size"]:
+            raise ValueError("%s: need min_size <= default_size <= max_size, got %d/%d/%d"
+                             % (owner, new["min_size"], new["default_size"], new["max_size"]))
+        if not new["scale_down_threshold"] < new["scale_up_threshold"]:
+            raise ValueError("%s: need scale_down_threshold < scale_up_threshold" % owner)
         changed = {k: v for k, v in new.items() if getattr(self, k) != v}
         for k, v in changed.items():
             setattr(self, k, v)
@@ -141,11 +141,18 @@ class ResourcePool:
 
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """Retune live (sizes, thresholds, ``idle_timeout`` with units); returns what changed.
-        A bad value raises ValueError and changes nothing. Shrinking ``max_size`` closes the
-        surplus lazily; raising ``min_size`` is filled by ``maintain()``."""
+        A bad value or an unknown key raises ValueError and changes nothing. Shrinking
+        ``max_size`` closes the surplus idle resources now (in-use ones as they come back);
+        raising ``min_size``/``default_size`` creates the missing resources now (if the factory
+        fails, ``maintain()`` tops up to ``min_size`` later)."""
         with self._lock:
             changed = self._settings(values)
         self.maintain(grow=False)
+        if "min_size" in changed or "default_size" in changed:
+            try:
+                self._fill(self.default_size)
+            except Exception:
+                self.fill_errors += 1
         return changed
 
     # -- borrowing ----------------------------------------------------------------------------
@@ -190,6 +197,8 @@ class ResourcePool:
             if resource is _NEW:
                 resource = self._create()
                 with self._lock:
+                    self._creating -= 1  # the slot passes to in_use in one step
+                    self.created += 1
                     self._in_use += 1
                     self._waits.add(waited)
                 return _Lease(self, resource)
@@ -205,18 +214,16 @@ class ResourcePool:
                              + self._creating, self.max_size, self._in_use, self._waiters))
 
     def _create(self) -> Any:
-        """Run the factory for a slot already reserved in ``_creating``; free it on error."""
+        """Run the factory for a slot already reserved in ``_creating``; free it on error. On
+        success the caller moves the slot on (to in_use or idle) under the lock, so the size
+        never reads one short meanwhile (letting another thread create past max_size)."""
         try:
-            resource = self._factory()
+            return self._factory()
         except BaseException:
             with self._lock:
                 self._creating -= 1
                 self._cond.notify()
             raise
-        with self._lock:
-            self._creating -= 1
-            self.created += 1
-        return resource
 
     def _check(self, resource: Any) -> bool:
         try:
@@ -325,8 +332,17 @@ class ResourcePool:
                 self._creating += 1
             resource = self._create()
             with self._lock:
-                self._idle.append([resource, self._clock()])
-                self._cond.notify()
+                self._creating -= 1
+                self.created += 1
+                closed = self._closed
+                if closed:
+                    self.destroyed += 1  # closed while it was being made
+                else:
+                    self._idle.append([resource, self._clock()])
+                    self._cond.notify()
+            if closed:
+                self._dispose([resource])
+                return made
             made += 1
 
     def shrink(self, fraction: float) -> int:

@@ -13,7 +13,8 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow, RateMeter, register_component
+from ._stats import (_CHECK, _KEEP, Clock, LatencyWindow, RateMeter, _wake_all, check_duration,
+                     check_int, check_keys, register_component)
 
 __all__ = ["WorkerPool", "QueueFull"]
 
@@ -38,6 +39,14 @@ class WorkerPool:
     While recent tasks were tiny (< 0.2 ms) a worker takes a few per visit to the queue (its fair
     share, at most ``batch``) and hands back the untouched rest if a task overruns (2 ms), so an
     urgent task queued meanwhile may wait behind that short batch, never behind a slow one.
+
+    A task running on the pool that submits to it while the queue is full gets ``QueueFull`` at
+    once, even with ``"block"``: a worker waiting on its own pool could wait for itself forever.
+    Worker threads hold the pool weakly: a pool dropped without ``shutdown()`` is collected once
+    its queue is drained, and its workers exit, as ThreadPoolExecutor's do. In a forked
+    child the parent's workers do not exist: the pool gets fresh locks, starts workers again on
+    the next submit, and drops the tasks queued in the parent (their futures are the parent's;
+    they run there and are never resolved in the child).
     """
 
     kind = "workers"
@@ -48,14 +57,7 @@ class WorkerPool:
                  name: Optional[str] = None, register: bool = True,
                  clock: Clock = time.monotonic) -> None:
         self.name = name or "workers"
-        self._mutex = threading.Lock()
-        self._work = threading.Condition(self._mutex)  # idle workers wait here
-        self._room = threading.Condition(self._mutex)  # blocked submitters wait here
-        self._queues: Dict[int, Deque[tuple]] = {}
-        self._prios: List[int] = []  # priorities whose deque is non-empty, ascending
-        self._queued = 0
-        self._threads: set = set()
-        self._nworkers = self._active = self._idle_waiting = self._wakeups = self._blocked = 0
+        self._reset()
         self._stopping = False
         self._throttled = False
         self._seq = 0
@@ -75,28 +77,40 @@ class WorkerPool:
             while self._nworkers < self.min_workers:
                 self._spawn()
 
+    def _reset(self) -> None:
+        """Locks, queue and thread state, new (at start and, see the class doc, in a forked
+        child). ``_ref`` is all a worker thread holds; its callback wakes the idle workers so
+        they exit as soon as the pool is collected."""
+        self._mutex = mutex = threading.Lock()
+        self._work = work = threading.Condition(mutex)  # idle workers wait here
+        self._room = threading.Condition(mutex)  # blocked submitters wait here
+        self._ref = weakref.ref(self, lambda _ref: _wake_all(mutex, work))
+        self._queues: Dict[int, Deque[tuple]] = {}
+        self._prios: List[int] = []  # priorities whose deque is non-empty, ascending
+        self._queued = 0
+        self._threads: set = set()
+        self._nworkers = self._active = self._idle_waiting = self._wakeups = self._blocked = 0
+
     # -- settings -----------------------------------------------------------------------------
     def _apply(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        from ..agent.options import parse_duration
+        """Check every value strictly (ValueError naming the key; unknown keys too) before
+        changing anything."""
+        owner = "worker pool %r" % self.name
+        check_keys(owner, values, _SETTINGS)
         new = {k: getattr(self, k) for k in _SETTINGS}
         for key, value in values.items():
-            if key not in _SETTINGS:
-                continue
             if key in ("block_timeout", "idle_timeout"):
-                value = None if value is None else parse_duration(value)
+                value = check_duration(owner, key, value, none_ok=True)
             elif key == "when_full":
-                value = str(value)
+                if value not in ("raise", "block"):
+                    raise ValueError("%s: when_full is 'raise' or 'block', not %r"
+                                     % (owner, value))
             else:
-                value = int(value)
+                value = check_int(owner, key, value, 0 if key == "min_workers" else 1)
             new[key] = value
-        if not 0 <= new["min_workers"] <= new["max_workers"] or new["max_workers"] < 1:
-            raise ValueError("worker pool %r: need 0 <= min_workers <= max_workers, max_workers "
-                             ">= 1; got %d/%d" % (self.name, new["min_workers"], new["max_workers"]))
-        if new["queue_size"] < 1 or new["batch"] < 1:
-            raise ValueError("worker pool %r: queue_size and batch must be >= 1" % self.name)
-        if new["when_full"] not in ("raise", "block"):
-            raise ValueError("worker pool %r: when_full is 'raise' or 'block', not %r"
-                             % (self.name, new["when_full"]))
+        if new["min_workers"] > new["max_workers"]:
+            raise ValueError("%s: need min_workers <= max_workers, got %d/%d"
+                             % (owner, new["min_workers"], new["max_workers"]))
         changed = {k: v for k, v in new.items() if getattr(self, k) != v}
         for k, v in changed.items():
             setattr(self, k, v)
@@ -131,8 +145,11 @@ class WorkerPool:
             if self._idle_waiting > self._wakeups:
                 # wake one sleeper per task only while sleepers outnumber wake-ups on their way
                 self._wakeups += 1
+                _KEEP.add(self)
                 self._work.notify()
             elif self._nworkers < self.max_workers and self._queued > self._nworkers:
+                self._spawn()
+            while self._nworkers < self.min_workers:  # only after a fork: start them again
                 self._spawn()
         return f
 
@@ -154,6 +171,14 @@ class WorkerPool:
                 raise RuntimeError("worker pool %r is shut down; cannot submit" % self.name)
             if self._queued < self.queue_size and not self._throttled:
                 return
+            if self.when_full == "block" and self._queued >= self.queue_size and \
+                    threading.current_thread() in self._threads:
+                self.rejected += 1
+                raise QueueFull("worker pool %r rejected a task submitted by one of its own "
+                                "workers: its queue is full (%d of queue_size %d) and a worker "
+                                "cannot wait on its own pool (it may be the one that has to make "
+                                "room); raise queue_size or submit from outside the pool"
+                                % (self.name, self._queued, self.queue_size))
             if self.when_full == "block":
                 if deadline is None and self.block_timeout is not None:
                     deadline = _now() + self.block_timeout
@@ -186,7 +211,9 @@ class WorkerPool:
     def _spawn(self) -> None:
         """Under the mutex."""
         self._seq += 1
-        t = threading.Thread(target=self._worker, name="memtui-%s-%d" % (self.name, self._seq),
+        _KEEP.add(self)
+        t = threading.Thread(target=_work_loop, args=(self._ref, self._mutex, self._work),
+                             name="memtui-%s-%d" % (self.name, self._seq),
                              daemon=True)  # exit joins them (atexit below), as TPE does
         self._nworkers += 1
         self._threads.add(t)
@@ -230,78 +257,6 @@ class WorkerPool:
             if n > 0:
                 self._wakeups += n
                 self._work.notify(n)
-
-    def _worker(self) -> None:
-        mutex, work, lat = self._mutex, self._work, self._latency
-        me = threading.current_thread()
-        done = failed = 0
-        lats: List[float] = []
-        busy = False
-        began = ended = 0.0
-        try:
-            while True:
-                with mutex:
-                    if busy:
-                        busy = False
-                        self._active -= 1
-                        self.completed += done
-                        self.failed += failed
-                        self._rate.mark(done + failed)
-                        per_task = (ended - began) / max(1, len(lats))
-                        cost = self._task_cost
-                        self._task_cost = per_task if cost is None else \
-                            0.7 * cost + 0.3 * per_task
-                        for x in lats:
-                            lat.add(x)
-                        lats.clear()
-                        done = failed = 0
-                    while not self._queued:
-                        if self._stopping or self._nworkers > self.max_workers:
-                            return
-                        self._idle_waiting += 1
-                        notified = work.wait(self.idle_timeout)
-                        self._idle_waiting -= 1
-                        if self._wakeups:
-                            self._wakeups -= 1
-                        if not notified and not self._queued and \
-                                self._nworkers > self.min_workers:
-                            return
-                    batch = self._take()
-                    self._active += 1
-                    busy = True
-                    if self._blocked:
-                        self._room.notify(len(batch))
-                began = ended = _now()
-                left = len(batch)
-                for fn, args, kwargs, f, t, _ in batch:
-                    left -= 1
-                    if not f.set_running_or_notify_cancel():
-                        continue
-                    try:
-                        result = fn(*args, **kwargs)
-                    except BaseException as exc:
-                        f.set_exception(exc)
-                        failed += 1
-                    else:
-                        f.set_result(result)
-                        done += 1
-                    ended = _now()
-                    lats.append(ended - t)
-                    if left and ended - began > _BATCH_BUDGET:
-                        self._give_back(batch[-left:])
-                        break
-                # drop references to the last task before sleeping
-                batch = fn = args = kwargs = f = result = None  # type: ignore
-        finally:
-            with mutex:
-                self._nworkers -= 1
-                self._threads.discard(me)
-                if busy:  # only when a BaseException escaped the loop above
-                    self._active -= 1
-                    self.completed += done
-                    self.failed += failed
-                if self._queued and not self._stopping and self._nworkers == 0:
-                    self._spawn()  # never strand queued work
 
     # -- shutdown -----------------------------------------------------------------------------
     def shutdown(self, wait: bool = True, cancel_pending: bool = False) -> None:
@@ -354,6 +309,110 @@ class WorkerPool:
 
     def __repr__(self) -> str:
         return "<WorkerPool %r workers=%d queued=%d>" % (self.name, self._nworkers, self._queued)
+
+
+def _work_loop(ref: "weakref.ref[WorkerPool]", mutex: Any, work: Any) -> None:
+    """A worker thread. It holds its pool only while there is work: idle, it keeps the weak
+    reference alone, so a dropped pool is collected and the worker exits."""
+    me = threading.current_thread()
+    pool = ref()
+    _KEEP.discard(pool)
+    lat = pool._latency if pool is not None else None
+    done = failed = 0
+    lats: List[float] = []
+    busy = False
+    began = ended = 0.0
+    try:
+        while pool is not None:
+            with mutex:
+                if busy:
+                    busy = False
+                    pool._active -= 1
+                    pool.completed += done
+                    pool.failed += failed
+                    pool._rate.mark(done + failed)
+                    per_task = (ended - began) / max(1, len(lats))
+                    cost = pool._task_cost
+                    pool._task_cost = per_task if cost is None else 0.7 * cost + 0.3 * per_task
+                    for x in lats:
+                        lat.add(x)  # type: ignore[union-attr]
+                    lats.clear()
+                    done = failed = 0
+                idle_until = -1.0
+                while not pool._queued:
+                    if pool._stopping or pool._nworkers > pool.max_workers:
+                        return
+                    now = _now()
+                    timeout = pool.idle_timeout
+                    if idle_until < 0.0 or now >= idle_until:
+                        if idle_until >= 0.0 and pool._nworkers > pool.min_workers:
+                            return  # idle for idle_timeout
+                        idle_until = now + (timeout if timeout is not None else 1e18)
+                    pool._idle_waiting += 1
+                    pool = None  # wait holding only the weak reference
+                    if ref() is None:  # this thread dropped the last one
+                        work.notify_all()
+                        return
+                    notified = work.wait(min(_CHECK, idle_until - now))
+                    pool = ref()
+                    if pool is None:
+                        return
+                    _KEEP.discard(pool)
+                    pool._idle_waiting -= 1
+                    if pool._wakeups:
+                        pool._wakeups -= 1
+                    if notified:
+                        idle_until = -1.0
+                batch = pool._take()
+                pool._active += 1
+                busy = True
+                if pool._blocked:
+                    pool._room.notify(len(batch))
+            began = ended = _now()
+            left = len(batch)
+            for fn, args, kwargs, f, t, _ in batch:
+                left -= 1
+                if not f.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    f.set_exception(exc)
+                    failed += 1
+                else:
+                    f.set_result(result)
+                    done += 1
+                ended = _now()
+                lats.append(ended - t)
+                if left and ended - began > _BATCH_BUDGET:
+                    pool._give_back(batch[-left:])
+                    break
+            # drop references to the last task before sleeping
+            batch = fn = args = kwargs = f = result = None  # type: ignore
+    finally:
+        if pool is not None:
+            with mutex:
+                pool._nworkers -= 1
+                pool._threads.discard(me)
+                if busy:  # only when a BaseException escaped the loop above
+                    pool._active -= 1
+                    pool.completed += done
+                    pool.failed += failed
+                if pool._queued and not pool._stopping and pool._nworkers == 0:
+                    pool._spawn()  # never strand queued work
+
+
+def _after_fork_in_child() -> None:
+    _KEEP.clear()
+    for pool in list(_LIVE):
+        try:
+            pool._reset()
+        except Exception:  # pragma: no cover - one pool must not stop the child
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _SETTINGS = ("min_workers", "max_workers", "queue_size", "when_full", "block_timeout",

@@ -1,7 +1,13 @@
 """BatchProcessor: batching by size and by age, failing batches, result cache, hammering, close."""
 from __future__ import annotations
 
+import gc
+import json
+import os
+import select
+import signal
 import threading
+import weakref
 
 import pytest
 
@@ -169,11 +175,121 @@ def test_close_flushes_and_stops_threads():
 
 def test_configure():
     with BatchProcessor(lambda items: items, register=False) as bp:
-        assert bp.configure({"batch_size": 10, "flush_interval": "100ms", "x": 1}) == \
+        assert bp.configure({"batch_size": 10, "flush_interval": "100ms"}) == \
             {"batch_size": 10, "flush_interval": 0.1}
         with pytest.raises(ValueError):
             bp.configure({"batch_size": 0})
         assert bp.batch_size == 10
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"batch_size": 2.7}, "batch_size"), ({"max_concurrency": True}, "max_concurrency"),
+    ({"flush_interval": 0}, "flush_interval"), ({"flush_interval": -1}, "flush_interval"),
+    ({"batch_size": 5, "flush_interval": "bogus"}, "flush_interval"),
+    ({"batch_size": "7"}, "batch_size"), ({"batch_size": 5, "x": 1}, "'x'"),
+])
+def test_configure_rejects_bad_values_and_unknown_keys_changing_nothing(values, key):
+    with BatchProcessor(lambda items: items, register=False) as bp:
+        before = (bp.batch_size, bp.flush_interval, bp.max_concurrency)
+        with pytest.raises(ValueError, match=key):
+            bp.configure(values)
+        assert (bp.batch_size, bp.flush_interval, bp.max_concurrency) == before
+
+
+def test_handler_submitting_while_the_runner_queue_is_full_runs_the_batch_inline():
+    bp = None
+    inner = []
+
+    def handler(items):
+        if items == ["outer"]:
+            inner.append(bp.submit("inner"))  # batch_size 1: cuts and dispatches at once
+        return items
+
+    bp = BatchProcessor(handler, batch_size=1, max_concurrency=1, max_queued_batches=1,
+                        register=False)
+    gate = threading.Event()
+    bp._runner.submit(gate.wait, 10)  # hold the only runner thread
+    first = bp.submit("outer")  # queued: the runner queue is now full
+    gate.set()
+    assert first.result(5) == "outer"
+    assert inner[0].result(5) == "inner"
+    bp.close()
+
+
+def test_dropped_processors_are_collected_and_their_threads_exit():
+    refs = []
+    for i in range(5):
+        bp = BatchProcessor(lambda items: items, flush_interval="20ms", name="gone%d" % i,
+                            register=(i == 0))
+        assert bp.submit(i).result(5) == i
+        refs.append(weakref.ref(bp))
+        if i == 0:
+            registered = bp.name
+        del bp
+    wait_for(lambda: (gc.collect(), all(r() is None for r in refs))[1],
+             message="the dropped processors collected")
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("memtui-gone")],
+             message="their flusher and runner threads gone")
+    assert registered not in memtui.agent.registry().collect()
+
+
+def test_buffered_items_keep_a_dropped_processor_alive_until_flushed():
+    bp = BatchProcessor(lambda items: [x + 1 for x in items], batch_size=100,
+                        flush_interval="100ms", register=False)
+    futures = [bp.submit(i) for i in range(3)]
+    del bp
+    gc.collect()
+    assert [f.result(5) for f in futures] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_works_in_a_forked_child():
+    gate = threading.Event()
+
+    def handler(items):
+        if "hold" in items:
+            gate.wait(20)
+        return [str(x) for x in items]
+
+    bp = BatchProcessor(handler, batch_size=100, flush_interval="20ms", max_concurrency=1,
+                        name="forkbatch", register=False)
+    assert bp.submit(1).result(5) == "1"
+    held = bp.submit("hold")
+    wait_for(lambda: bp.stats()["batches_inflight"] == 1 and not bp.stats()["buffered"],
+             message="a batch running")
+    queued = [bp.submit(i) for i in range(3)]  # buffered or queued at fork time
+
+    def child():
+        inherited = bp.stats()["pending"]
+        return [inherited, bp.submit(7).result(5), bp.flush(timeout=5)]
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                out = {"ok": child()}
+            except BaseException as exc:
+                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], 20)
+        data = os.read(r, 65536) if ready else b""
+    finally:
+        os.close(r)
+        if not data:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        gate.set()
+    assert data, "the forked child reported nothing within 20s"
+    assert json.loads(data) == {"ok": [0, "7", True]}
+    assert held.result(5) == "hold" and [f.result(5) for f in queued] == ["0", "1", "2"]
+    bp.close()
+    assert batch_threads(bp) == []
 
 
 def test_registration_shows_in_agent_registry():

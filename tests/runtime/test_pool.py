@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -175,13 +176,127 @@ def test_shrink_frees_weighed_bytes_and_respects_min():
 
 def test_configure_validates_and_reports_changes():
     pool, closed = make_pool(default_size=4, max_size=8)
-    assert pool.configure({"max_size": 6, "idle_timeout": "2m", "unrelated": 1}) == \
+    assert pool.configure({"max_size": 6, "idle_timeout": "2m"}) == \
         {"max_size": 6, "idle_timeout": 120.0}
     with pytest.raises(ValueError):
         pool.configure({"min_size": 5, "max_size": 3})
     assert pool.max_size == 6
     pool.configure({"max_size": 2, "default_size": 2})
     assert pool.stats()["size"] == 2 and len(closed) == 2
+
+
+SETTINGS = ("min_size", "default_size", "max_size", "idle_timeout", "scale_up_threshold",
+            "scale_down_threshold", "scale_down_after", "maintain_interval")
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"max_size": 2.9}, "max_size"), ({"max_size": True}, "max_size"),
+    ({"min_size": "1"}, "min_size"), ({"default_size": 1.5}, "default_size"),
+    ({"maintain_interval": 0}, "maintain_interval"), ({"scale_down_after": 0}, "scale_down_after"),
+    ({"idle_timeout": 0}, "idle_timeout"), ({"idle_timeout": "later"}, "idle_timeout"),
+    ({"scale_up_threshold": 1.5}, "scale_up_threshold"),
+    ({"scale_down_threshold": float("nan")}, "scale_down_threshold"),
+    ({"scale_down_threshold": 0.9}, "scale_down_threshold"), ({"min_size": 5}, "min_size"),
+    ({"min_size": 1, "max_size": 0}, "max_size"), ({"max_size": 6, "unrelated": 1}, "unrelated"),
+])
+def test_configure_rejects_bad_values_and_unknown_keys_changing_nothing(values, key):
+    pool, closed = make_pool(default_size=2, max_size=4)
+    before = {k: getattr(pool, k) for k in SETTINGS}
+    with pytest.raises(ValueError, match=key):
+        pool.configure(values)
+    assert {k: getattr(pool, k) for k in SETTINGS} == before
+    assert pool.stats()["size"] == 2 and closed == []
+
+
+def test_raising_min_or_default_size_creates_the_resources_at_once():
+    pool, _ = make_pool(min_size=0, default_size=0, max_size=5)
+    assert pool.configure({"min_size": 3}) == {"min_size": 3, "default_size": 3}
+    assert pool.stats()["size"] == 3 and pool.stats()["idle"] == 3
+    assert pool.configure({"default_size": 4}) == {"default_size": 4}
+    assert pool.stats()["size"] == 4 and pool.stats()["created"] == 4
+
+
+def test_failed_top_up_on_configure_keeps_the_setting_and_maintain_retries():
+    up = [False]
+
+    def factory():
+        if not up[0]:
+            raise ConnectionError("db down")
+        return Conn()
+
+    pool = ResourcePool(factory, max_size=5, register=False)
+    assert pool.configure({"min_size": 2}) == {"min_size": 2, "default_size": 2}
+    assert pool.stats()["size"] == 0 and pool.fill_errors == 1
+    up[0] = True
+    assert pool.maintain()["created"] == 2 and pool.stats()["size"] == 2
+
+
+def test_maintain_from_another_thread_while_others_borrow():
+    alive = set()
+    peak = [0]
+    guard = threading.Lock()
+
+    class Res:
+        def __init__(self):
+            with guard:
+                alive.add(self)
+                peak[0] = max(peak[0], len(alive))
+
+    def close(res):
+        with guard:
+            alive.discard(res)
+
+    pool = ResourcePool(Res, close=close, min_size=1, default_size=2, max_size=4,
+                        idle_timeout="5ms", scale_down_after="5ms", maintain_interval="1ms",
+                        register=False)
+    stop = threading.Event()
+    errors = []
+    ticks = [0]
+
+    def ticker():  # the agent's periodic maintain(), much faster than once a second
+        try:
+            while not stop.is_set():
+                pool.maintain()
+                ticks[0] += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def borrower(i):
+        try:
+            for n in range(400):
+                with pool.acquire(timeout=10):
+                    if n % 50 == i:
+                        time.sleep(0.001)
+                if n % 100 == 0:
+                    time.sleep(0.01)  # let idle ones expire
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ticker)] + \
+        [threading.Thread(target=borrower, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join(60)
+    stop.set()
+    threads[0].join(10)
+    assert not errors, errors
+    st = pool.stats()
+    assert ticks[0] > 10 and st["in_use"] == 0 and st["creating"] == 0
+    assert peak[0] <= 4, "more than max_size resources alive at once"
+    assert st["created"] - st["destroyed"] == st["size"] == len(alive) >= 1
+    pool.close()
+    assert alive == set() and pool.stats()["size"] == 0
+
+
+def test_maintain_with_nothing_to_do_changes_nothing():
+    pool, closed = make_pool(min_size=2, max_size=4)
+    before = pool.stats()
+    for _ in range(100):
+        assert pool.maintain() == {"closed": 0, "created": 0}
+    after = pool.stats()
+    assert (after["size"], after["created"], after["destroyed"]) == \
+        (before["size"], before["created"], before["destroyed"]) and not closed
 
 
 def test_close_closes_idle_now_and_in_use_on_release():

@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import os
+import select
+import signal
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -132,12 +138,150 @@ def test_shutdown_cancel_pending():
 
 def test_context_manager_and_configure():
     with WorkerPool(min_workers=0, max_workers=2, register=False, name="cfg") as pool:
-        assert pool.configure({"max_workers": 3, "idle_timeout": "1m", "other": 1}) == \
+        assert pool.configure({"max_workers": 3, "idle_timeout": "1m"}) == \
             {"max_workers": 3, "idle_timeout": 60.0}
         with pytest.raises(ValueError):
             pool.configure({"when_full": "drop"})
         assert pool.when_full == "raise"
         assert pool.submit(lambda: 1).result(5) == 1
+    assert pool_threads(pool) == []
+
+
+SETTINGS = ("min_workers", "max_workers", "queue_size", "when_full", "block_timeout",
+            "idle_timeout", "batch")
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"max_workers": 2.9}, "max_workers"), ({"max_workers": True}, "max_workers"),
+    ({"queue_size": "12"}, "queue_size"), ({"batch": 0.5}, "batch"),
+    ({"min_workers": -1}, "min_workers"), ({"idle_timeout": 0}, "idle_timeout"),
+    ({"block_timeout": "-1s"}, "block_timeout"), ({"idle_timeout": "soon"}, "idle_timeout"),
+    ({"when_full": "drop"}, "when_full"), ({"max_wrokers": 3}, "max_wrokers"),
+    ({"queue_size": 50, "batch": 0}, "batch"), ({"max_workers": 3, "other": 1}, "other"),
+])
+def test_configure_rejects_bad_values_and_unknown_keys_changing_nothing(values, key):
+    with WorkerPool(min_workers=0, max_workers=2, register=False) as pool:
+        before = {k: getattr(pool, k) for k in SETTINGS}
+        with pytest.raises(ValueError, match="'%s'|%s" % (key, key)):
+            pool.configure(values)
+        assert {k: getattr(pool, k) for k in SETTINGS} == before
+
+
+def test_constructor_is_strict_too():
+    with pytest.raises(ValueError, match="max_workers"):
+        WorkerPool(max_workers=2.5, register=False)
+    with pytest.raises(ValueError, match="min_workers <= max_workers"):
+        WorkerPool(min_workers=3, max_workers=2, register=False)
+
+
+def test_task_submitting_to_its_own_full_pool_gets_queue_full_instead_of_deadlock():
+    pool = WorkerPool(min_workers=1, max_workers=1, queue_size=1, when_full="block",
+                      block_timeout=None, name="selfsub", register=False)
+    gate = threading.Event()
+
+    def outer():
+        gate.wait(10)
+        return pool.submit(lambda: "inner").result(10)
+
+    f1 = pool.submit(outer)
+    wait_for(lambda: pool.stats()["active"] == 1, message="outer running")
+    f2 = pool.submit(lambda: 2)  # fills the queue
+    gate.set()
+    with pytest.raises(QueueFull, match="cannot wait on its own pool"):
+        f1.result(5)
+    assert f2.result(5) == 2
+    assert pool.stats()["rejected"] == 1 and pool.stats()["blocked_submitters"] == 0
+    # with room, a task may still submit to its own pool
+    assert pool.submit(lambda: pool.submit(lambda: 3)).result(5).result(5) == 3
+    pool.shutdown()
+
+
+def test_dropped_pools_are_collected_and_their_idle_workers_exit():
+    refs = []
+    for i in range(5):
+        pool = WorkerPool(min_workers=2, max_workers=3, name="dropped%d" % i,
+                          register=(i == 0))
+        assert pool.submit(lambda: 1).result(5) == 1
+        refs.append(weakref.ref(pool))
+        if i == 0:
+            registered = pool.name
+            assert registered in memtui.agent.registry().collect()
+        del pool
+    wait_for(lambda: (gc.collect(), all(r() is None for r in refs))[1], timeout=10,
+             message="the dropped pools collected")
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("memtui-dropped")],
+             timeout=10, message="their worker threads gone")
+    assert registered not in memtui.agent.registry().collect()
+
+
+def test_pool_with_queued_work_stays_alive_until_drained():
+    done = []
+    pool = WorkerPool(min_workers=1, max_workers=1, name="draining", register=False)
+    gate = threading.Event()
+    pool.submit(gate.wait, 10)
+    futures = [pool.submit(done.append, i) for i in range(5)]
+    ref = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert ref() is not None
+    gate.set()
+    assert [f.result(5) for f in futures] == [None] * 5 and done == list(range(5))
+    wait_for(lambda: (gc.collect(), ref() is None)[1], message="collected once drained")
+
+
+def run_in_fork(child):
+    """Run *child()* in a forked child; return what it returned (JSON) through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                out = {"ok": child()}
+            except BaseException as exc:
+                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], 20)
+        data = os.read(r, 65536) if ready else b""
+    finally:
+        os.close(r)
+        if not data:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert data, "the forked child reported nothing within 20s"
+    out = json.loads(data)
+    assert "error" not in out, out["error"]
+    return out["ok"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_pool_works_in_a_forked_child_and_drops_the_parents_queue():
+    pool = WorkerPool(min_workers=2, max_workers=2, name="forked", register=False)
+    assert pool.submit(lambda: 1).result(5) == 1
+    gate = threading.Event()
+    started = [threading.Event(), threading.Event()]
+    for ev in started:  # one at a time: a worker may take tiny tasks in twos
+        pool.submit(lambda ev=ev: (ev.set(), gate.wait(20)))
+        assert ev.wait(5)
+    parents = [pool.submit(lambda i=i: i) for i in range(3)]  # queued at fork time
+
+    def child():
+        st = pool.stats()
+        inherited = (st["queued"], st["workers"], st["active"])
+        result = pool.submit(lambda: 42).result(5)
+        wait_for(lambda: pool.stats()["workers"] == 2, timeout=5, message="min_workers back")
+        return [inherited, result, pool.submit(lambda: 7).result(5)]
+
+    try:
+        assert run_in_fork(child) == [[0, 0, 0], 42, 7]
+    finally:
+        gate.set()
+    assert [f.result(5) for f in parents] == [0, 1, 2]  # the parent's own work still ran here
+    pool.shutdown()
     assert pool_threads(pool) == []
 
 
@@ -263,3 +407,16 @@ def test_async_limiter_configure_raises_limit_and_wakes_waiters():
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
+
+
+def test_async_limiter_configure_is_strict():
+    limiter = AsyncLimiter(2, register=False)
+    for bad in ({"limit": 2.5}, {"limit": True}, {"limit": "3"}, {"limit": 0},
+                {"max_workers": 0}, {"limit": 3, "lmit": 4}):
+        with pytest.raises(ValueError, match="limiter"):
+            limiter.configure(bad)
+        assert limiter.limit == 2
+    assert limiter.configure({"max_workers": 4}) == {"limit": 4}
+    assert limiter.configure({"limit": 4}) == {}
+    with pytest.raises(ValueError, match="limit"):
+        AsyncLimiter(1.5, register=False)
