@@ -68,6 +68,10 @@ def fmt_value(key: str, value: Any) -> str:
         if key.endswith("rate") or key.endswith("ratio"):
             return fmt_pct(value * 100.0) if value <= 1.0 else "%.1f" % value
         return "%.2f" % value if isinstance(value, float) else str(value)
+    if isinstance(value, dict):  # e.g. evictions by cause: only what happened, "size 137 expired 4"
+        shown = ["%s %s" % (k, fmt_value(k, v)) for k, v in value.items()
+                 if v not in (0, None, {}, "") and not isinstance(v, dict)]
+        return ("(" + " ".join(shown) + ")") if shown else "0"
     text = str(value)
     return text if len(text) <= 24 else text[:23] + "…"
 
