@@ -29,6 +29,53 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
+class FakeClock:
+    """An injectable monotonic clock that only moves when a test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def run_in_fork(child: Callable[[], object], timeout: float = 20.0) -> object:
+    """Run *child()* in a real forked child and return what it returned (as JSON, through a pipe).
+    A child that says nothing within *timeout* is killed and the test fails."""
+    import json
+    import select
+    import signal
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                out = {"ok": child()}
+            except BaseException as exc:
+                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], timeout)
+        data = os.read(r, 65536) if ready else b""
+    finally:
+        os.close(r)
+        if not data:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert data, "the forked child reported nothing within %.0fs" % timeout
+    out = json.loads(data)
+    assert "error" not in out, out["error"]
+    return out["ok"]
+
+
 class Target:
     """A running tests/targets/service.py (or another script) driven over stdin/stdout."""
 

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
-import select
-import signal
 import threading
 import weakref
 
 import pytest
 
 import memtui.agent
-from conftest import wait_for
+from conftest import FakeClock, run_in_fork, wait_for
 from memtui.runtime._stats import SHAPES
 from memtui.runtime.batch import BatchProcessor
 
@@ -28,12 +25,6 @@ class DictCache:
         self.data[key] = value
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def batch_threads(bp):
@@ -69,7 +60,7 @@ def test_batches_by_interval_with_real_flusher():
 
 
 def test_interval_uses_injected_clock():
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     seen = []
     bp = BatchProcessor(recording_handler(seen), batch_size=100, flush_interval=1.0,
                         clock=clock, register=False)
@@ -263,30 +254,11 @@ def test_works_in_a_forked_child():
         inherited = bp.stats()["pending"]
         return [inherited, bp.submit(7).result(5), bp.flush(timeout=5)]
 
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                out = {"ok": child()}
-            except BaseException as exc:
-                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
-            os.write(w, json.dumps(out).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
     try:
-        ready, _, _ = select.select([r], [], [], 20)
-        data = os.read(r, 65536) if ready else b""
+        result = run_in_fork(child)
     finally:
-        os.close(r)
-        if not data:
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
         gate.set()
-    assert data, "the forked child reported nothing within 20s"
-    assert json.loads(data) == {"ok": [0, "7", True]}
+    assert result == [0, "7", True]
     assert held.result(5) == "hold" and [f.result(5) for f in queued] == ["0", "1", "2"]
     bp.close()
     assert batch_threads(bp) == []

@@ -10,6 +10,8 @@ import time
 from collections import OrderedDict
 
 import pytest
+
+from conftest import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -19,15 +21,6 @@ from memtui.runtime._stats import EVICTION_CAUSES, SHAPES
 from memtui.runtime.cache import Cache, cached
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def recorder():

@@ -15,15 +15,11 @@ import zlib
 
 import pytest
 
+from conftest import FakeClock
+
 from memtui.runtime.cache import Cache
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def value(i: int) -> str:
@@ -119,7 +115,7 @@ def test_unpicklable_values_are_not_demoted(tmp_path):
 
 
 def test_expired_entries_never_come_back_from_below(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     events = []
     cache = Cache(max_entries=1, ttl=10, clock=clock, register=False,
                   on_evict=lambda k, v, c: events.append((k, v, c)),
@@ -135,7 +131,7 @@ def test_expired_entries_never_come_back_from_below(tmp_path):
 
 
 def test_promotion_keeps_the_original_write_time(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     cache = Cache(max_entries=1, ttl=10, clock=clock, register=False,
                   tiers={"warm": {"max_bytes": "1MiB"}})
     cache.set("a", 1)
@@ -250,7 +246,7 @@ def test_persisted_cold_files_are_per_cache_and_exclusive(tmp_path):
 
 
 def test_switching_ttl_and_tti_on_restarts_the_clock_in_every_tier(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     cache = Cache(max_entries=1, clock=clock, register=False,
                   tiers={"warm": {"max_bytes": 400}, "cold": {"path": str(tmp_path)}})
     for i in range(6):

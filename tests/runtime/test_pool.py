@@ -8,20 +8,11 @@ import time
 import pytest
 
 import memtui.agent
-from conftest import wait_for
+from conftest import FakeClock, wait_for
 from memtui.runtime._stats import SHAPES
 from memtui.runtime.pool import PoolClosed, PoolTimeout, ResourcePool
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Conn:

@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import FakeClock
+
 from memtui.runtime._stats import (RateMeter, check_duration, check_fraction, check_int,
                                    check_keys)
 
 
-class FakeClock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def steady(meter: RateMeter, clock: FakeClock, per_s: int, seconds: int) -> None:
@@ -26,7 +22,7 @@ def steady(meter: RateMeter, clock: FakeClock, per_s: int, seconds: int) -> None
 
 
 def test_rate_is_zero_before_any_event():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     meter = RateMeter(clock=clock)
     assert meter.per_second() == 0.0
     clock.now += 30
@@ -34,7 +30,7 @@ def test_rate_is_zero_before_any_event():
 
 
 def test_young_meter_divides_by_the_seconds_it_has_seen_not_the_window():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     meter = RateMeter(window=10, clock=clock)
     steady(meter, clock, 100, 3)
     assert meter.per_second() == pytest.approx(100.0)  # not 300 / 10 = 30
@@ -57,14 +53,14 @@ def test_young_meter_counts_from_its_first_event_not_the_start_of_that_second():
 
 
 def test_long_steady_rate_uses_the_full_window():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     meter = RateMeter(window=10, clock=clock)
     steady(meter, clock, 100, 20)
     assert meter.per_second() == pytest.approx(100.0)
 
 
 def test_rate_decays_when_idle_after_activity():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     meter = RateMeter(window=10, clock=clock)
     steady(meter, clock, 100, 20)
     clock.now += 5
@@ -74,7 +70,7 @@ def test_rate_decays_when_idle_after_activity():
 
 
 def test_a_burst_after_a_long_idle_spell_counts_the_idle_seconds():
-    clock = FakeClock()
+    clock = FakeClock(500.0)
     meter = RateMeter(window=10, clock=clock)
     steady(meter, clock, 10, 1)
     clock.now += 100

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
-import select
-import signal
 import threading
 import time
 import weakref
@@ -14,7 +11,7 @@ import weakref
 import pytest
 
 import memtui.agent
-from conftest import wait_for
+from conftest import run_in_fork, wait_for
 from memtui.runtime._stats import SHAPES
 from memtui.runtime.limiter import AsyncLimiter
 from memtui.runtime.workers import QueueFull, WorkerPool
@@ -227,35 +224,6 @@ def test_pool_with_queued_work_stays_alive_until_drained():
     gate.set()
     assert [f.result(5) for f in futures] == [None] * 5 and done == list(range(5))
     wait_for(lambda: (gc.collect(), ref() is None)[1], message="collected once drained")
-
-
-def run_in_fork(child):
-    """Run *child()* in a forked child; return what it returned (JSON) through a pipe."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                out = {"ok": child()}
-            except BaseException as exc:
-                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
-            os.write(w, json.dumps(out).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    try:
-        ready, _, _ = select.select([r], [], [], 20)
-        data = os.read(r, 65536) if ready else b""
-    finally:
-        os.close(r)
-        if not data:
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    assert data, "the forked child reported nothing within 20s"
-    out = json.loads(data)
-    assert "error" not in out, out["error"]
-    return out["ok"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
