@@ -160,9 +160,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    agent = memtui.start(env="demo", interval=args.interval)
+    # blocks first: they register before the agent's first sample, so the very first `stats`
+    # a client reads already lists them
     service = DemoService(args.rate, args.workers, args.pool_size, args.leak_kb_per_s,
                           args.leak_max_mb)
+    agent = memtui.start(env="demo", interval=args.interval)
     service.run()
     print("READY %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
     while not stop.wait(0.5):
