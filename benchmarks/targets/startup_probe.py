@@ -10,6 +10,11 @@ import sys
 import time
 
 
+# variant -> modules it imports and nothing else (the peers, and memtui imported but not started)
+PLAIN_IMPORTS = {"memtui-import": ("memtui",), "stdlib": ("json", "socket", "threading"),
+                 "psutil": ("psutil",), "logging": ("logging",)}
+
+
 def rss():
     with open("/proc/self/statm", "rb") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -28,20 +33,9 @@ def main():
         while agent.seq < 1:  # the first sample is in the ring
             time.sleep(0.001)
         time.sleep(0.01)  # let the server thread reach its first select()
-    elif variant == "memtui-import":
-        import memtui  # noqa: F401
-        ok = True
-        t1 = time.perf_counter()
-    elif variant == "stdlib":
-        import json, socket, threading  # noqa: F401,E401
-        ok = True
-        t1 = time.perf_counter()
-    elif variant == "psutil":
-        import psutil  # noqa: F401
-        ok = True
-        t1 = time.perf_counter()
-    elif variant == "logging":
-        import logging  # noqa: F401
+    elif variant in PLAIN_IMPORTS:
+        for name in PLAIN_IMPORTS[variant]:
+            __import__(name)
         ok = True
         t1 = time.perf_counter()
     else:
