@@ -1,6 +1,7 @@
 """memtui: see and tune the memory of running Python services.
 
-``memtui.start()`` runs the agent in this process; ``memtui.install()`` installs it dormant until
+``memtui.start()`` runs the agent in this process with the environment's profile
+(``profiles/ENV.toml``, when there is one); ``memtui.install()`` installs it dormant until
 SIGUSR2. The building blocks (``memtui.Cache``, ``memtui.cached``, ``memtui.ResourcePool``,
 ``memtui.WorkerPool``, ``memtui.AsyncLimiter``, ``memtui.BatchProcessor``) and ``memtui.watch()``
 load on first use, so ``import memtui`` stays a few milliseconds and standard-library only.

@@ -330,3 +330,23 @@ class AgentClient:
 
     def heap_top(self, limit: int = 20, group_by: str = "lineno") -> Dict[str, Any]:
         return self.request("heap.top", limit=limit, group_by=group_by)
+
+    def config_get(self) -> Dict[str, Any]:
+        """What the agent runs with: env, profile file, settings sections, options, and each
+        component's current settings (None for one without ``settings()``)."""
+        return self.request("config.get")
+
+    def config_apply(self, settings: Optional[Dict[str, Any]] = None,
+                     options: Optional[Dict[str, Any]] = None, env: Optional[str] = None,
+                     dry_run: bool = False) -> Dict[str, Any]:
+        """Retune the live agent: *settings* (the complete set of profile sections) replaces
+        its own and reaches every component; *options* are agent options that can change live.
+        With *dry_run*, nothing changes and the result says what would."""
+        args: Dict[str, Any] = {"dry_run": dry_run}
+        if settings is not None:
+            args["settings"] = settings
+        if options:
+            args["options"] = options
+        if env is not None:
+            args["env"] = env
+        return self.request("config.apply", **args)

@@ -130,8 +130,9 @@ def agent_env(runtime_dir):
     env = dict(os.environ)
     env["MEMTUI_RUNTIME_DIR"] = runtime_dir
     env["PYTHONPATH"] = str(ROOT)
-    env.pop("MEMTUI_DISABLE", None)
-    env.pop("MEMTUI_AGENT_OPTIONS", None)
+    for key in [k for k in env if k.startswith("MEMTUI__")] + [
+            "MEMTUI_DISABLE", "MEMTUI_AGENT_OPTIONS", "MEMTUI_ENV", "MEMTUI_PROFILES"]:
+        env.pop(key, None)  # a developer's own settings must not leak into the tests
     return env
 
 

@@ -227,3 +227,20 @@ def test_process_name_is_one_line(agent_env):
     finally:
         idle.kill()
         idle.wait()
+
+
+def test_config_get_and_apply_round_trip(start_target):
+    t = start_target("interval=0.2")
+    t.send('cache users {"max_entries": 50}')
+    with AgentClient(pid=t.pid) as c:
+        assert c.config_get()["components"]["users"]["settings"]["max_entries"] == 50
+        # only what is given is sent: no options, no env -> nothing about them changes
+        preview = c.config_apply({"caches": {"users": {"max_entries": 5}}}, dry_run=True)
+        assert preview == {"dry_run": True, "env": "dev", "changed": {"users": {"max_entries": 5}},
+                           "errors": {}, "options": {}, "tuner": {}}
+        done = c.config_apply({"caches": {"users": {"max_entries": 5}}}, options={"interval": 1},
+                              env="qa")
+        assert done["options"] == {"env": ["dev", "qa"], "interval": [0.2, 1.0]}
+        assert c.config_apply(options={"interval": 1})["changed"] == {}  # settings untouched
+        got = c.config_get()
+    assert got["env"] == "qa" and got["settings"] == {"caches": {"users": {"max_entries": 5}}}

@@ -17,7 +17,7 @@ LAZY = ("psutil", "logging", "tracemalloc")
 
 
 @pytest.mark.parametrize("module", ["memtui", "memtui.agent", "memtui.protocol", "memtui.client",
-                                    "memtui.paths"])
+                                    "memtui.paths", "memtui.config", "memtui.config.profiles"])
 def test_fresh_import_loads_no_ui_or_config_libraries(module):
     code = ("import sys, json; import %s; "
             "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))" % module)
@@ -27,15 +27,39 @@ def test_fresh_import_loads_no_ui_or_config_libraries(module):
     assert not loaded & set(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
 
 
-def test_started_agent_loads_nothing_heavy(runtime_dir):
-    code = ("import sys, json, memtui; a = memtui.start(serve=True); "
+def _started_modules(runtime_dir, cwd, code="a = memtui.start(serve=True)", env=None):
+    code = ("import sys, json, memtui; %s; assert a is not None; "
             "import time; time.sleep(0.05); "
-            "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+            "print(json.dumps(sorted(sys.modules)))" % code)
+    full = {"PATH": "/usr/bin:/bin", "MEMTUI_RUNTIME_DIR": runtime_dir,
+            "PYTHONPATH": str(ROOT)}
+    full.update(env or {})
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=str(ROOT), check=True,
-                         env={"PATH": "/usr/bin:/bin", "MEMTUI_RUNTIME_DIR": runtime_dir}).stdout
-    loaded = set(json.loads(out))
+                         cwd=str(cwd), env=full)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout))
+
+
+def test_started_agent_loads_nothing_heavy(runtime_dir, tmp_path):
+    loaded = {m.split(".")[0] for m in _started_modules(runtime_dir, tmp_path)}
     assert not loaded & set(FORBIDDEN + LAZY), sorted(loaded & set(FORBIDDEN + LAZY))
+
+
+def test_without_profiles_start_does_not_even_import_the_config_package(runtime_dir, tmp_path):
+    loaded = _started_modules(runtime_dir, tmp_path)
+    assert not {"memtui.config", "tomllib"} & loaded
+
+
+def test_started_agent_with_a_profile_loads_it_with_the_standard_library_only(runtime_dir,
+                                                                             tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "dev.toml").write_text(
+        '[profiler]\ninterval = "250ms"\n[cache]\nmax_entries = 5\n'
+        '[tuner]\ngc_thresholds = [900, 10, 10]\n')
+    loaded = _started_modules(runtime_dir, tmp_path, env={"MEMTUI__CACHE__TTL": "5m"})
+    assert {"memtui.config.profiles", "tomllib"} <= loaded  # it did read the profile
+    top = {m.split(".")[0] for m in loaded}
+    assert not top & set(FORBIDDEN + LAZY), sorted(top & set(FORBIDDEN + LAZY))
 
 
 def _imports(path: Path):
@@ -60,7 +84,10 @@ def _files(*rel: str):
 def test_agent_side_imports_only_stdlib_and_psutil():
     allowed = set(sys.stdlib_module_names) | {"memtui", "psutil", "_tracemalloc"}
     bad = []
-    for f in _files("agent", "runtime", "protocol.py", "client.py", "paths.py", "__init__.py"):
+    # config/{__init__,errors,profiles,schema}.py are what the agent loads a profile with
+    for f in _files("agent", "runtime", "protocol.py", "client.py", "paths.py", "__init__.py",
+                    "config/__init__.py", "config/errors.py", "config/profiles.py",
+                    "config/schema.py"):
         for name in _imports(f):
             if name not in allowed:
                 bad.append("%s imports %s" % (f.relative_to(ROOT), name))
@@ -74,7 +101,8 @@ def test_textual_only_in_tui_and_typer_only_in_cli():
         names = set(_imports(f))
         if "textual" in names and not rel.startswith("tui/"):
             bad.append(rel + " imports textual")
-        if ("typer" in names or "click" in names) and rel != "cli.py":
+        if ("typer" in names or "click" in names) and not (rel == "cli.py"
+                                                             or rel.startswith("cli/")):
             bad.append(rel + " imports typer/click")
     assert not bad, bad
 

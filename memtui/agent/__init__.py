@@ -1,6 +1,7 @@
 """The in-process agent. Stdlib only (psutil used lazily off Linux); safe to import anywhere."""
-from .core import (AGENT_VERSION, Agent, current, disabled, install, installed_signal, register,
-                   registry, start, stop, unregister)
+from .core import AGENT_VERSION, Agent, disabled
+from .lifecycle import (current, install, installed_signal, register, registry, start, stop,
+                        unregister)
 from .options import AgentOptions, parse_duration, parse_size
 from .registry import Component, ComponentRegistry
 

@@ -28,12 +28,18 @@ def launch_environ(base: dict, options_json: str = "") -> dict:
 
 
 def autostart() -> None:
-    """Called from the sitecustomize shim at interpreter start-up when MEMTUI_AUTOSTART=1."""
+    """Called from the sitecustomize shim at interpreter start-up when MEMTUI_AUTOSTART=1. Never
+    raises: bad options leave the agent off, a profile it cannot use leaves the profile out; each
+    is one line on stderr and the user's program runs either way."""
     if os.environ.get(ENV_AUTOSTART) != "1":
         return
-    from memtui.agent import core  # noqa: PLC0415
+    from memtui.agent import lifecycle, startup  # noqa: PLC0415
 
     try:
-        core.start()
+        plan = startup.plan(strict=False)
+        if plan.note:
+            sys.stderr.write("memtui: %s; the agent runs without the profile.\n"
+                             % plan.note.rstrip("."))
+        lifecycle.start_planned(plan)
     except Exception as exc:  # a bad option must not stop the user's program from running
         sys.stderr.write("memtui: agent not started: %s\n" % exc)

@@ -1,13 +1,12 @@
-"""The in-process agent: lifecycle, the sampling thread, the history ring, alerts, dormant install.
+"""The in-process agent: the sampling thread, the history ring, alerts, live settings and options.
+The process-wide entry points (start, install, fork handling) are in ``lifecycle.py``.
 
 Rules it lives by: never raise into the host from a background path, bounded memory, stop at exit,
 survive fork, and ``MEMTUI_DISABLE=1`` makes every entry point a no-op.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import signal as _signal
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any, Deque, Dict, Optional, Tuple
 import _tracemalloc
 
 from .. import paths, protocol
+from . import gc_tuning
 from .collectors.heap import HeapCollector
 from .collectors.process import ProcessCollector, effective_limit
 from .events import EventLog
@@ -82,9 +82,10 @@ class TokenBucket:
 
 class Agent:
     def __init__(self, options: AgentOptions, registry: Optional[ComponentRegistry] = None,
-                 settings: Optional[Dict[str, Any]] = None) -> None:
+                 settings: Optional[Dict[str, Any]] = None, profile: Optional[str] = None) -> None:
         self.options = options
         self.settings: Dict[str, Any] = dict(settings or {})
+        self.profile = profile  # the environment's profile file the settings came from, if any
         self.registry = registry if registry is not None else ComponentRegistry()
         self.events = EventLog(options.events)
         self.process = ProcessCollector()
@@ -124,7 +125,7 @@ class Agent:
         if self.options.serve:
             self._start_server()
         self.events.emit("agent", "info", "agent started in PID %d" % self.pid,
-                         socket=self.socket_path, env=self.options.env)
+                         socket=self.socket_path, env=self.options.env, profile=self.profile)
         return self
 
     def _start_server(self) -> None:
@@ -173,20 +174,47 @@ class Agent:
         self._wake.set()  # a new component shows up in the next sample at once
 
     def apply_settings(self, settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Configure every registered component from *settings* (kept for ones registered later);
-        returns {name: what changed or the error}."""
+        """Configure every registered component from *settings* (kept for ones registered later)
+        and apply its ``tuner`` section; returns {name: what changed or the error}."""
         if settings is not None:
             self.settings = dict(settings)
+        if "tuner" in self.settings:
+            self.apply_tuner(self.settings["tuner"])
         return {entry.name: self.configure_component(entry.name, entry.kind, obj)
                 for entry, obj in self.registry.live()}
+
+    def apply_tuner(self, section: Any) -> Dict[str, Any]:
+        """gc thresholds and a one-time gc.freeze() from a ``tuner`` section (unless ``enabled``
+        is false); each change is a "config" event. Returns ``{key: [old, new]}``."""
+        try:
+            changes, frozen = gc_tuning.apply(gc_tuning.check(section))
+        except Exception as exc:  # only reachable by calling apply_settings() with a bad one
+            self.events.emit("config", "warning", "tuner settings rejected: %s" % exc)
+            return {}
+        if "gc_thresholds" in changes:
+            old, new = changes["gc_thresholds"]
+            self.events.emit("config", "info", "gc thresholds %s -> %s" % (
+                tuple(old), tuple(new)), setting="gc_thresholds", old=old, new=new)
+        if "gc_freeze" in changes:
+            self.events.emit("config", "info", "gc.freeze(): %d objects moved to the permanent "
+                             "generation" % frozen, setting="gc_freeze", old=False, new=True,
+                             frozen=frozen)
+        return changes
+
+    def component_values(self, name: str, kind: str, component: Any,
+                         settings: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The values of *settings* (default: the agent's) that *component* takes: its
+        section's, restricted to the keys it declares in SETTINGS."""
+        values = settings_for(self.settings if settings is None else settings, kind, name)
+        accepted = getattr(component, "SETTINGS", None)
+        if accepted is not None:
+            values = {k: v for k, v in values.items() if k in accepted}
+        return values
 
     def configure_component(self, name: str, kind: str, component: Any) -> Any:
         """Pass a component its section's values (only the keys it declares in SETTINGS)."""
         configure = getattr(component, "configure", None)
-        values = settings_for(self.settings, kind, name)
-        accepted = getattr(component, "SETTINGS", None)
-        if accepted is not None:
-            values = {k: v for k, v in values.items() if k in accepted}
+        values = self.component_values(name, kind, component)
         if not values or not callable(configure):
             return {}
         try:
@@ -200,6 +228,16 @@ class Agent:
                 "%s=%s" % (k, v) for k, v in sorted(changed.items()))), component=name,
                 changed=changed)
         return changed
+
+    def set_options(self, options: AgentOptions) -> None:
+        """Swap the options live. The sampler wakes and takes a new interval at once; alert
+        thresholds and the memory limit count from the next sample. Ring sizes, tracing and the
+        socket stay as they were started."""
+        if options.memory_limit != self.options.memory_limit:
+            self.limit = effective_limit(options.memory_limit)
+        self.options = options
+        self._stats_cache.clear()
+        self._wake.set()
 
     def abandon_in_child(self) -> None:
         """After fork, in the child: let go of the parent's listener and threads without touching
@@ -224,7 +262,6 @@ class Agent:
 
     # sampling ------------------------------------------------------------------------------
     def _run(self) -> None:
-        interval = self.options.interval
         next_t = time.monotonic()
         while self.running:
             try:
@@ -233,12 +270,13 @@ class Agent:
                 self.record_error("sampler", exc)
             for name, err in self.registry.maintain().items():
                 self.record_error("maintain " + name, RuntimeError(err))
+            interval = self.options.interval  # read each time: config.apply may change it
             next_t += interval
             now = time.monotonic()
             if next_t < now:  # fell behind (suspended, overloaded): skip, do not burst
                 next_t = now + interval
             if self._wake.wait(next_t - now):
-                # woken by a registration: sample soon (a burst of them costs one sample)
+                # woken by a registration or new options: sample soon (a burst costs one sample)
                 if self._stop.wait(0.05):
                     return
                 self._wake.clear()
@@ -404,6 +442,7 @@ class Agent:
             },
             "argv": list(sys.argv),
             "env": self.options.env,
+            "profile": self.profile,
             "started_at": self.started_at,
             "uptime": time.monotonic() - self._mono0,
             "interval": self.options.interval,
@@ -422,172 +461,3 @@ def _fmt_bytes(n: Optional[float]) -> str:
             return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
         value /= 1024.0
     return "%.1f TiB" % value
-
-
-# -- the process-wide agent ---------------------------------------------------------------------
-_LOCK = threading.RLock()
-_AGENT: Optional[Agent] = None
-_REGISTRY = ComponentRegistry()
-_INSTALLED: Dict[str, Any] = {}
-_HOOKS = False
-
-
-def _ensure_hooks() -> None:
-    global _HOOKS
-    if _HOOKS:
-        return
-    _HOOKS = True
-    atexit.register(stop)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_child)
-
-
-FORK_START_DELAY = 0.2  # seconds a forked child waits before starting its own agent
-
-
-def _after_fork_child() -> None:
-    """In a forked child: drop the parent's listener (never unlink it) and, shortly after, serve
-    our own PID. The delay means a child that execs or exits at once (subprocess with
-    preexec_fn, fork+exec) never binds a socket it would leave behind."""
-    global _AGENT, _LOCK, _REGISTRY
-    _LOCK = threading.RLock()  # the parent's may have been held by another thread at fork time
-    old = _AGENT
-    _AGENT = None
-    if old is None or not old.running:
-        _REGISTRY = _REGISTRY.clone()
-        return
-    try:
-        old.abandon_in_child()
-        _REGISTRY = old.registry.clone()
-        opts = old.options
-        if opts.socket_path:
-            opts = opts.replace(socket_path=None, runtime_dir=os.path.dirname(opts.socket_path))
-        threading.Thread(target=_start_forked, args=(opts, old.settings),
-                         name="memtui-fork-start", daemon=True).start()
-    except Exception:  # the child must carry on whatever happens here
-        pass
-
-
-def _start_forked(opts: AgentOptions, settings: Dict[str, Any]) -> None:
-    global _AGENT
-    time.sleep(FORK_START_DELAY)
-    try:
-        with _LOCK:
-            if _AGENT is None:  # unless the child started one itself meanwhile
-                _AGENT = Agent(opts, _REGISTRY, settings).start()
-    except Exception:
-        pass
-
-
-def current() -> Optional[Agent]:
-    agent = _AGENT
-    return agent if agent is not None and agent.running else None
-
-
-def start(env: Optional[str] = None, settings: Optional[Dict[str, Any]] = None,
-          **options: Any) -> Optional[Agent]:
-    """Start the agent in this process (idempotent) and return it; None when MEMTUI_DISABLE=1.
-
-    Keyword options are those of AgentOptions (``interval="500ms"``, ``memory_limit="1GiB"``,
-    ``trace=True`` ...), layered over ``MEMTUI_AGENT_OPTIONS``. Bad options raise ValueError here,
-    at the call site; nothing later raises into the application. *settings* are profile sections
-    (``{"cache": {...}, "caches": {"users": {...}}, "pool": ..., "workers": ..., "execution": ...}``)
-    applied to every component by name, including those created later.
-    """
-    global _AGENT
-    if disabled():
-        return None
-    if env is not None:
-        options["env"] = env
-    opts = AgentOptions.from_env().merged(options) if options else AgentOptions.from_env()
-    with _LOCK:
-        if _AGENT is not None and _AGENT.running:
-            return _AGENT
-        _ensure_hooks()
-        _AGENT = Agent(opts, _REGISTRY, settings).start()
-        return _AGENT
-
-
-def stop() -> None:
-    """Stop the agent and remove its socket. Safe to call at any time, any number of times."""
-    global _AGENT
-    with _LOCK:
-        agent, _AGENT = _AGENT, None
-    if agent is not None:
-        try:
-            agent.stop()
-        except Exception:
-            pass
-
-
-def install(signal: Any = None, force: bool = False, **options: Any) -> bool:
-    """Install the agent dormant: only a signal handler, no thread, no socket, until the signal
-    (default SIGUSR2) arrives. Returns False, with a RuntimeWarning, when it cannot install.
-    """
-    if disabled():
-        return False
-    if signal is not None:
-        options["signal"] = signal
-    opts = AgentOptions.from_env().merged(options) if options else AgentOptions.from_env()
-    sig = opts.signal
-    if threading.current_thread() is not threading.main_thread():
-        warnings.warn("memtui.install() must be called from the main thread; not installed",
-                      RuntimeWarning, stacklevel=2)
-        return False
-    previous = _signal.getsignal(sig)
-    if previous not in (_signal.SIG_DFL, None) and previous is not _on_signal and not force:
-        warnings.warn(
-            "memtui.install(): %s already has a handler (%r); pass signal=... to use another "
-            "signal, or force=True to replace it. Not installed." % (_signal.Signals(sig).name,
-                                                                     previous),
-            RuntimeWarning, stacklevel=2)
-        return False
-    try:
-        _signal.signal(sig, _on_signal)
-    except (OSError, ValueError) as exc:
-        warnings.warn("memtui.install(): cannot handle signal %d: %s; not installed" % (sig, exc),
-                      RuntimeWarning, stacklevel=2)
-        return False
-    _INSTALLED.clear()
-    _INSTALLED.update(options=opts, signal=sig, previous=previous)
-    _ensure_hooks()
-    return True
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    # A signal handler runs between bytecodes of the main thread: hand the work to a thread.
-    if current() is not None or _INSTALLED.get("activating"):
-        return
-    _INSTALLED["activating"] = True
-    threading.Thread(target=_activate, name="memtui-activate", daemon=True).start()
-
-
-def _activate() -> None:
-    global _AGENT
-    try:
-        with _LOCK:
-            if _AGENT is None or not _AGENT.running:
-                _AGENT = Agent(_INSTALLED["options"], _REGISTRY).start()
-                _AGENT.events.emit("agent", "info", "activated by signal %d" % _INSTALLED["signal"])
-    except Exception:
-        pass
-    finally:
-        _INSTALLED["activating"] = False
-
-
-def installed_signal() -> Optional[int]:
-    return _INSTALLED.get("signal")
-
-
-def register(component: Any, name: Optional[str] = None, kind: Optional[str] = None,
-             strong: bool = False) -> str:
-    """Register a component with the process-wide registry (works before or after start)."""
-    return _REGISTRY.register(component, name=name, kind=kind, strong=strong)
-
-
-def unregister(component_or_name: Any) -> bool:
-    return _REGISTRY.unregister(component_or_name)
-
-
-def registry() -> ComponentRegistry:
-    return _REGISTRY

@@ -257,3 +257,6 @@ def _tuner_recommend(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     history = agent.history(limit=window, components=True)
     settings = {"gc": {"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count() > 0}}
     return [r.to_dict() for r in tuner.recommend(history, settings=settings)]
+
+
+from . import config_ops  # noqa: E402,F401 - registers config.get and config.apply

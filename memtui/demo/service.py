@@ -144,6 +144,25 @@ class DemoService:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+# What the demo shows depends on these whatever a profile's [cache] defaults say: the search
+# cache's hot tier must be small enough to spill into its warm and cold tiers.
+DEMO_SETTINGS = {"caches": {"search": {"max_bytes": "512KiB"}}}
+
+
+def start_agent(interval: float) -> Any:
+    """The agent with the environment's profile, chosen as memtui.start() chooses it (MEMTUI_ENV,
+    `memtui run --env`, else dev; ./profiles or MEMTUI_PROFILES). The demo runs anywhere: a
+    profile it cannot use (say, a ./profiles of another app with no dev.toml) is reported on
+    stderr and left out."""
+    from memtui.agent.startup import ProfileError  # noqa: PLC0415
+
+    try:
+        return memtui.start(settings=DEMO_SETTINGS, interval=interval)
+    except ProfileError as exc:
+        sys.stderr.write("memtui demo: %s; running without the profile.\n" % str(exc).rstrip("."))
+        return memtui.start(profiles=False, settings=DEMO_SETTINGS, interval=interval)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memtui.demo.service", description=__doc__)
     parser.add_argument("--interval", type=float, default=0.5, help="agent sampling interval (s)")
@@ -164,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # a client reads already lists them
     service = DemoService(args.rate, args.workers, args.pool_size, args.leak_kb_per_s,
                           args.leak_max_mb)
-    agent = memtui.start(env="demo", interval=args.interval)
+    agent = start_agent(args.interval)
     service.run()
     print("READY %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
     while not stop.wait(0.5):

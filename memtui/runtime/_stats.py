@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 Clock = Callable[[], float]
 
@@ -105,47 +105,6 @@ def _wake_all(lock: Any, cond: Any) -> None:
             cond.notify_all()
         finally:
             lock.release()
-
-
-# -- strict settings -------------------------------------------------------------------------------
-def check_keys(owner: str, values: Mapping[str, Any], accepted: Iterable[str]) -> None:
-    """ValueError naming the first key of *values* that is not in *accepted*."""
-    accepted = tuple(accepted)
-    for key in values:
-        if key not in accepted:
-            raise ValueError("%s: unknown setting %r (accepted: %s)"
-                             % (owner, key, ", ".join(accepted)))
-
-
-def check_int(owner: str, key: str, value: Any, low: int) -> int:
-    """*value* if it is an int (not a bool) >= *low*; else ValueError naming *key*."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError("%s: %s must be an integer >= %d, got %r" % (owner, key, low, value))
-    return int(value)
-
-
-def check_duration(owner: str, key: str, value: Any, none_ok: bool = False) -> Optional[float]:
-    """Seconds > 0 from a number or a string with a unit (None only when *none_ok*)."""
-    if value is None and none_ok:
-        return None
-    from ..agent.options import parse_duration  # noqa: PLC0415 - no cycle at import
-
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ValueError("%s: %s: %s" % (owner, key, exc)) from None
-    if seconds <= 0:
-        raise ValueError("%s: %s must be a duration > 0%s, got %r"
-                         % (owner, key, " or None" if none_ok else "", value))
-    return seconds
-
-
-def check_fraction(owner: str, key: str, value: Any) -> float:
-    """A real number in [0, 1]; else ValueError naming *key*."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not 0.0 <= value <= 1.0:
-        raise ValueError("%s: %s must be a number in [0, 1], got %r" % (owner, key, value))
-    return float(value)
 
 
 def register_component(obj: Any, register: bool = True) -> None:

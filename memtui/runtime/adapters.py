@@ -23,7 +23,7 @@ import time
 import weakref
 from typing import Any, Dict, Optional
 
-from ..agent import core as _core
+from ..agent import lifecycle as _lifecycle
 from . import _adapters_3p
 from ._adapter_base import _Adapter, _mro_has, _shadow, _shape, _unshadow
 from ._adapters_3p import CachetoolsAdapter, SqlAlchemyPoolAdapter
@@ -252,7 +252,7 @@ def watch(obj: Any, name: Optional[str] = None, kind: Optional[str] = None) -> s
             _LIVE[id(target)] = adapter
             adapter.finalizer = weakref.finalize(target, _forget, id(target), adapter)
             adapter.finalizer.atexit = False
-    return _core.register(adapter, name=adapter.name, kind=kind or adapter.kind)
+    return _lifecycle.register(adapter, name=adapter.name, kind=kind or adapter.kind)
 
 
 def unwatch(obj: Any) -> bool:
@@ -267,6 +267,6 @@ def unwatch(obj: Any) -> bool:
         return False
     adapter.finalizer.detach()
     adapter.detach(target)
-    _core.unregister(adapter)
+    _lifecycle.unregister(adapter)
     return True
 

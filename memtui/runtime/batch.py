@@ -11,8 +11,8 @@ import weakref
 from concurrent.futures import Future, wait as wait_futures
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ._stats import (_CHECK, _KEEP, Clock, LatencyWindow, _wake_all, check_duration, check_int,
-                     check_keys, register_component)
+from ._settings import Tunable, check_duration, check_int, check_keys
+from ._stats import _CHECK, _KEEP, Clock, LatencyWindow, _wake_all, register_component
 from .workers import QueueFull, WorkerPool
 
 __all__ = ["BatchProcessor"]
@@ -21,7 +21,7 @@ _MISS = object()
 _LIVE: "weakref.WeakSet[BatchProcessor]" = weakref.WeakSet()
 
 
-class BatchProcessor:
+class BatchProcessor(Tunable):
     """``bp.submit(item) -> Future`` resolving to ``handler(batch)[i]`` for that item.
 
     ``handler(list) -> list`` of equal length; if it raises (or returns the wrong length) every
@@ -60,7 +60,7 @@ class BatchProcessor:
         self._latency = LatencyWindow()
         self._batch_ms = LatencyWindow(256)
         self.batch_size, self.flush_interval, self.max_concurrency = 1, 0.5, 1
-        self._apply(dict(batch_size=batch_size, flush_interval=flush_interval,
+        self._set(dict(batch_size=batch_size, flush_interval=flush_interval,
                          max_concurrency=max_concurrency))
         check_int("batch processor %r" % self.name, "max_queued_batches", max_queued_batches, 1)
         self._runner = WorkerPool(min_workers=0, max_workers=self.max_concurrency,
@@ -75,7 +75,8 @@ class BatchProcessor:
     def _init_sync(self) -> None:
         self._lock = lock = threading.Lock()
         self._cond = cond = threading.Condition(lock)
-        self._ref = weakref.ref(self, lambda _ref: _wake_all(lock, cond))
+        # _wake=: bound now, since at interpreter exit the module globals may already be None
+        self._ref = weakref.ref(self, lambda _ref, _wake=_wake_all: _wake(lock, cond))
 
     def _start_flusher(self) -> None:
         self._flusher = threading.Thread(target=_flush_loop, args=(self._ref, self._lock,
@@ -89,18 +90,18 @@ class BatchProcessor:
         self._buf, self._inflight, self._pending, self._flusher = [], set(), 0, None
 
     # -- settings -----------------------------------------------------------------------------
-    def _apply(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+    def _current_settings(self) -> Dict[str, Any]:
+        return {"batch_size": self.batch_size, "flush_interval": self.flush_interval,
+                "max_concurrency": self.max_concurrency}
+
+    def _checked(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         owner = "batch processor %r" % self.name
         check_keys(owner, values, self.SETTINGS)
-        new = {"batch_size": self.batch_size, "flush_interval": self.flush_interval,
-               "max_concurrency": self.max_concurrency}
+        new = self._current_settings()
         for k, v in values.items():
             new[k] = check_duration(owner, k, v) if k == "flush_interval" else \
                 check_int(owner, k, v, 1)
-        changed = {k: v for k, v in new.items() if getattr(self, k) != v}
-        for k, v in changed.items():
-            setattr(self, k, v)
-        return changed
+        return new
 
     SETTINGS = ("batch_size", "flush_interval", "max_concurrency")
 
@@ -108,7 +109,7 @@ class BatchProcessor:
         """Retune ``batch_size``, ``flush_interval`` (units allowed), ``max_concurrency``;
         returns what changed. A bad value raises ValueError and changes nothing."""
         with self._lock:
-            changed = self._apply(values)
+            changed = self._set(values)
             self._cond.notify_all()
         if "max_concurrency" in changed:
             self._runner.configure({"max_workers": self.max_concurrency})

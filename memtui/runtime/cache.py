@@ -9,18 +9,16 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..agent.options import parse_duration, parse_size
 from ._cache_store import DEMOTE, Note, _HotStore, _Load
 from ._missing import MISSING as _MISSING
+from ._settings import CACHE_SETTINGS as SETTINGS
+from ._settings import Tunable, check_cache_settings
 from ._stats import LatencyWindow, hit_rate
-
-POLICIES = ("lru", "lfu", "ttl")
-SETTINGS = ("policy", "max_entries", "max_bytes", "ttl", "tti")
 _getsizeof = sys.getsizeof
 _perf = time.perf_counter
 
 
-class Cache(_HotStore):
+class Cache(_HotStore, Tunable):
     """A bounded cache. ``len()`` and ``in`` cover every tier; ``stats()["entries"]`` the hot one.
 
     Callbacks (weigher, on_evict, loaders) and the pickling of values on their way to a lower
@@ -46,10 +44,10 @@ class Cache(_HotStore):
         self._load_window = LatencyWindow()
         self._weigher = weigher
         self._on_evict = on_evict
-        self._apply(self._validate(dict(policy=policy, max_entries=max_entries,
+        self._apply(self._checked(dict(policy=policy, max_entries=max_entries,
                                         max_bytes=max_bytes, ttl=ttl, tti=tti)), 0.0)
         if register:
-            from ..agent.core import register as register_component
+            from ..agent.lifecycle import register as register_component
             self.name = register_component(self, name=self.name, kind="cache")
         if tiers:  # after registration: a cold file is named after the unique registered name
             from .tiers import Tiers
@@ -57,7 +55,7 @@ class Cache(_HotStore):
                 below = Tiers(dict(tiers), self.name, timed=self._timed)
             except BaseException:
                 if register:
-                    from ..agent.core import unregister
+                    from ..agent.lifecycle import unregister
                     unregister(self)
                 raise
             below.want_values = on_evict is not None
@@ -65,41 +63,19 @@ class Cache(_HotStore):
                 self._tiers = below
 
     # -- settings ---------------------------------------------------------------------------------
-    def _settings(self) -> Dict[str, Any]:
+    def _current_settings(self) -> Dict[str, Any]:
         return {"policy": self.policy, "max_entries": self._max_entries,
                 "max_bytes": self._max_bytes, "ttl": self._ttl, "tti": self._tti}
 
-    def _validate(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        unknown = set(values) - set(SETTINGS)
-        if unknown:
-            raise ValueError("unknown cache settings %s (live settings: %s)"
-                             % (sorted(unknown), ", ".join(SETTINGS)))
-        new = self._settings()
-        for key, value in values.items():
-            if value is None or key == "policy":
-                new[key] = value
-            elif key == "max_entries":
-                if isinstance(value, bool) or int(value) != value or value < 0:
-                    raise ValueError("max_entries must be an integer >= 0, got %r" % (value,))
-                new[key] = int(value)
-            elif key == "max_bytes":
-                new[key] = parse_size(value)
-            else:
-                new[key] = parse_duration(value)
-                if new[key] <= 0:
-                    raise ValueError("%s must be > 0, got %r" % (key, value))
-        if new["policy"] not in POLICIES:
-            raise ValueError("policy must be one of %s, got %r"
-                             % (", ".join(POLICIES), new["policy"]))
-        if new["policy"] == "ttl" and new["ttl"] is None:
-            raise ValueError("policy 'ttl' needs a ttl (e.g. ttl='5m')")
-        return new
+    def _checked(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        return check_cache_settings(self._current_settings(), values)
 
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """Live retune (keys from SETTINGS). Shrinks at once when over a new bound; returns
-        ``{setting: new value}`` for what changed. Nothing changes when any value is invalid."""
-        old = self._settings()
-        new = self._validate(values)
+        ``{setting: new value}`` for what changed. Nothing changes when any value is invalid.
+        ``settings()`` reads them back, ``preview(values)`` checks without changing."""
+        old = self._current_settings()
+        new = self._checked(values)
         now = self._clock()
         with self._lock:
             self._apply(new, now)

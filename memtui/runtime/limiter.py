@@ -10,14 +10,15 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import Clock, LatencyWindow, RateMeter, check_int, check_keys, register_component
+from ._settings import Tunable, check_int, check_keys
+from ._stats import Clock, LatencyWindow, RateMeter, register_component
 
 __all__ = ["AsyncLimiter"]
 
 _now = time.perf_counter
 
 
-class AsyncLimiter:
+class AsyncLimiter(Tunable):
     """At most ``limit`` coroutines inside at once: ``async with limiter:`` or
     ``await limiter.run(coro_fn, *args)``. Waiters are admitted FIFO. ``throttle()`` admits one at
     a time until lifted. Stats use the "workers" shape (queued = waiters). Not thread-safe except
@@ -117,20 +118,25 @@ class AsyncLimiter:
 
     SETTINGS = ("limit",)
 
-    def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed. A bad value
-        or an unknown key raises ValueError and changes nothing."""
+    def _current_settings(self) -> Dict[str, Any]:
+        return {"limit": self.limit}
+
+    def _checked(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         owner = "limiter %r" % self.name
         check_keys(owner, values, ("limit", "max_workers"))
         new = self.limit
         for key in ("max_workers", "limit"):  # limit wins when both are given
             if key in values:
                 new = check_int(owner, key, values[key], 1)
-        if new == self.limit:
-            return {}
-        self.limit = new
-        self._wake_threadsafe()
-        return {"limit": self.limit}
+        return {"limit": new}
+
+    def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """``{"limit": n}`` (``max_workers`` is accepted too); returns what changed. A bad value
+        or an unknown key raises ValueError and changes nothing."""
+        changed = self._set(values)
+        if changed:
+            self._wake_threadsafe()
+        return changed
 
     def throttle(self, on: bool = True) -> bool:
         changed = self._throttled != bool(on)

@@ -12,8 +12,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import (Clock, LatencyWindow, check_duration, check_fraction, check_int, check_keys,
-                     register_component)
+from ._settings import Tunable, check_duration, check_fraction, check_int, check_keys
+from ._stats import Clock, LatencyWindow, register_component
 
 __all__ = ["ResourcePool", "PoolTimeout", "PoolClosed"]
 
@@ -51,7 +51,7 @@ class _Lease:
             self._pool._release(self.resource, discard)
 
 
-class ResourcePool:
+class ResourcePool(Tunable):
     """A thread-safe pool: ``with pool.acquire(timeout=2) as conn: ...``.
 
     ``factory()`` makes a resource, ``close(res)`` disposes of one, ``validate(res) -> bool`` is
@@ -96,11 +96,10 @@ class ResourcePool:
         self.scale_down_threshold = 0.3
         self.scale_down_after = 30.0
         self.maintain_interval = 1.0
-        self._settings(dict(min_size=min_size, default_size=default_size, max_size=max_size,
-                            idle_timeout=idle_timeout, scale_up_threshold=scale_up_threshold,
-                            scale_down_threshold=scale_down_threshold,
-                            scale_down_after=scale_down_after,
-                            maintain_interval=maintain_interval))
+        self._set(dict(min_size=min_size, default_size=default_size, max_size=max_size,
+                       idle_timeout=idle_timeout, scale_up_threshold=scale_up_threshold,
+                       scale_down_threshold=scale_down_threshold,
+                       scale_down_after=scale_down_after, maintain_interval=maintain_interval))
         self._next_maintain = clock() + self.maintain_interval
         register_component(self, register)
         try:
@@ -110,12 +109,15 @@ class ResourcePool:
             raise
 
     # -- settings -----------------------------------------------------------------------------
-    def _settings(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        """Check every value strictly (ValueError naming the key; unknown keys too) before
-        changing anything."""
+    def _current_settings(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in _SETTINGS}
+
+    def _checked(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """The whole new set, every value checked strictly (ValueError naming the key; unknown
+        keys too); changes nothing."""
         owner = "pool %r" % self.name
         check_keys(owner, values, _SETTINGS)
-        new = {k: getattr(self, k) for k in _SETTINGS}
+        new = self._current_settings()
         for key, value in values.items():
             if key in ("idle_timeout", "scale_down_after", "maintain_interval"):
                 value = check_duration(owner, key, value, none_ok=key == "idle_timeout")
@@ -134,10 +136,7 @@ class ResourcePool:
                              % (owner, new["min_size"], new["default_size"], new["max_size"]))
         if not new["scale_down_threshold"] < new["scale_up_threshold"]:
             raise ValueError("%s: need scale_down_threshold < scale_up_threshold" % owner)
-        changed = {k: v for k, v in new.items() if getattr(self, k) != v}
-        for k, v in changed.items():
-            setattr(self, k, v)
-        return changed
+        return new
 
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """Retune live (sizes, thresholds, ``idle_timeout`` with units); returns what changed.
@@ -146,7 +145,7 @@ class ResourcePool:
         raising ``min_size``/``default_size`` creates the missing resources now (if the factory
         fails, ``maintain()`` tops up to ``min_size`` later)."""
         with self._lock:
-            changed = self._settings(values)
+            changed = self._set(values)
         self.maintain(grow=False)
         if "min_size" in changed or "default_size" in changed:
             try:

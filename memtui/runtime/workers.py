@@ -13,8 +13,8 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
-from ._stats import (_CHECK, _KEEP, Clock, LatencyWindow, RateMeter, _wake_all, check_duration,
-                     check_int, check_keys, register_component)
+from ._settings import Tunable, check_duration, check_int, check_keys
+from ._stats import _CHECK, _KEEP, Clock, LatencyWindow, RateMeter, _wake_all, register_component
 
 __all__ = ["WorkerPool", "QueueFull"]
 
@@ -28,7 +28,7 @@ class QueueFull(Exception):
     """The pool's queue is full (or intake is throttled) and the policy says not to wait longer."""
 
 
-class WorkerPool:
+class WorkerPool(Tunable):
     """Run callables on up to ``max_workers`` threads: ``pool.submit(fn, *a, priority=0)``.
 
     Lower ``priority`` runs first, FIFO within a priority. At most ``queue_size`` tasks wait; past
@@ -68,7 +68,7 @@ class WorkerPool:
         self.min_workers, self.max_workers, self.queue_size = 0, 1, 1
         self.when_full, self.block_timeout, self.idle_timeout = "raise", None, None
         self.batch = 1
-        self._apply(dict(min_workers=min_workers, max_workers=max_workers or os.cpu_count() or 1,
+        self._set(dict(min_workers=min_workers, max_workers=max_workers or os.cpu_count() or 1,
                          queue_size=queue_size, when_full=when_full,
                          block_timeout=block_timeout, idle_timeout=idle_timeout, batch=batch))
         register_component(self, register)
@@ -80,11 +80,12 @@ class WorkerPool:
     def _reset(self) -> None:
         """Locks, queue and thread state, new (at start and, see the class doc, in a forked
         child). ``_ref`` is all a worker thread holds; its callback wakes the idle workers so
-        they exit as soon as the pool is collected."""
+        they exit as soon as the pool is collected (``_wake`` bound now: at interpreter exit
+        the module's globals may already be None)."""
         self._mutex = mutex = threading.Lock()
         self._work = work = threading.Condition(mutex)  # idle workers wait here
         self._room = threading.Condition(mutex)  # blocked submitters wait here
-        self._ref = weakref.ref(self, lambda _ref: _wake_all(mutex, work))
+        self._ref = weakref.ref(self, lambda _ref, _wake=_wake_all: _wake(mutex, work))
         self._queues: Dict[int, Deque[tuple]] = {}
         self._prios: List[int] = []  # priorities whose deque is non-empty, ascending
         self._queued = 0
@@ -92,15 +93,20 @@ class WorkerPool:
         self._nworkers = self._active = self._idle_waiting = self._wakeups = self._blocked = 0
 
     # -- settings -----------------------------------------------------------------------------
-    def _apply(self, values: Mapping[str, Any]) -> Dict[str, Any]:
-        """Check every value strictly (ValueError naming the key; unknown keys too) before
-        changing anything."""
+    def _current_settings(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in _SETTINGS}
+
+    def _checked(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """The whole new set, every value checked strictly (ValueError naming the key; unknown
+        keys too); changes nothing."""
         owner = "worker pool %r" % self.name
         check_keys(owner, values, _SETTINGS)
-        new = {k: getattr(self, k) for k in _SETTINGS}
+        new = self._current_settings()
         for key, value in values.items():
             if key in ("block_timeout", "idle_timeout"):
                 value = check_duration(owner, key, value, none_ok=True)
+            elif key == "max_workers" and value is None:  # as in the constructor
+                value = os.cpu_count() or 1
             elif key == "when_full":
                 if value not in ("raise", "block"):
                     raise ValueError("%s: when_full is 'raise' or 'block', not %r"
@@ -111,16 +117,13 @@ class WorkerPool:
         if new["min_workers"] > new["max_workers"]:
             raise ValueError("%s: need min_workers <= max_workers, got %d/%d"
                              % (owner, new["min_workers"], new["max_workers"]))
-        changed = {k: v for k, v in new.items() if getattr(self, k) != v}
-        for k, v in changed.items():
-            setattr(self, k, v)
-        return changed
+        return new
 
     def configure(self, values: Mapping[str, Any]) -> Dict[str, Any]:
         """Retune live; returns what changed. A bad value raises ValueError and changes nothing.
         Fewer max_workers: the surplus exit as they go idle; more room: blocked submitters wake."""
         with self._mutex:
-            changed = self._apply(values)
+            changed = self._set(values)
             while self._nworkers < self.min_workers and not self._stopping:
                 self._spawn()
             self._work.notify_all()
@@ -413,7 +416,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
 
 _SETTINGS = ("min_workers", "max_workers", "queue_size", "when_full", "block_timeout",
              "idle_timeout", "batch")

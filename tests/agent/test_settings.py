@@ -54,7 +54,27 @@ def test_components_take_their_section_at_registration_and_on_apply():
         agent.stop()
 
 
-def test_start_with_settings_configures_blocks_created_afterwards(runtime_dir):
+def test_tuner_section_sets_gc_thresholds_and_a_bad_one_is_an_event_not_an_exception():
+    import gc
+
+    before = gc.get_threshold()
+    agent = Agent(AgentOptions(serve=False), ComponentRegistry(),
+                  {"tuner": {"gc_thresholds": [before[0] + 1, 11]}})
+    agent.start()
+    try:
+        assert gc.get_threshold() == (before[0] + 1, 11, before[2])
+        agent.apply_settings({"tuner": {"gc_thresholds": "high"}})
+        assert gc.get_threshold() == (before[0] + 1, 11, before[2])
+        messages = [e["message"] for e in agent.events.since(0)["events"]
+                    if e["kind"] == "config"]
+        assert messages[0] == "gc thresholds %s -> %s" % (before, (before[0] + 1, 11, before[2]))
+        assert messages[-1].startswith("tuner settings rejected: tuner.gc_thresholds must be")
+    finally:
+        agent.stop()
+        gc.set_threshold(*before)
+
+
+def test_start_with_settings_configures_blocks_created_afterwards(runtime_dir, tmp_path):
     # through the public entry point, in a real process, read back over the socket
     import json
     import subprocess
@@ -67,7 +87,7 @@ def test_start_with_settings_configures_blocks_created_afterwards(runtime_dir):
             "c = memtui.Cache(name='users')\n"
             "print(json.dumps(c.stats()['max_entries']))\n")
     out = subprocess.run([sys.executable, "-c", code, json.dumps(SETTINGS)], capture_output=True,
-                         text=True, cwd=str(ROOT), timeout=30,
+                         text=True, cwd=str(tmp_path), timeout=30,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
                               "MEMTUI_RUNTIME_DIR": runtime_dir})
     assert out.stdout.strip() == "7", out.stderr

@@ -5,10 +5,8 @@ import pytest
 
 from conftest import FakeClock
 
-from memtui.runtime._stats import (RateMeter, check_duration, check_fraction, check_int,
-                                   check_keys)
-
-
+from memtui.runtime._settings import check_duration, check_fraction, check_int, check_keys
+from memtui.runtime._stats import RateMeter
 
 
 def steady(meter: RateMeter, clock: FakeClock, per_s: int, seconds: int) -> None:

@@ -10,9 +10,19 @@ Prints ``READY <pid> <socket-path>`` once serving. Commands (each answered by on
                 refers to itself twice), bigint (10**5000), badstr (str() raises) -> "ok"
   forkexec N    N times: fork, exec /bin/true, wait          -> "ok"
   preexec       subprocess.run(["true"], preexec_fn=...)     -> "ok"
+  cache NAME [JSON]  a memtui.Cache named NAME, JSON its constructor keywords -> "ok <name>"
+  broken NAME   a "cache" component whose configure() always raises -> "ok <name>"
+  fill NAME N   set N new keys in cache NAME               -> "ok <len>"
+  len NAME      -> "ok <len>"
+  gcthreshold   -> "ok A B C" (gc.get_threshold())
+  gcfrozen      -> "ok N" (gc.get_freeze_count())
+  options       -> "ok <the agent's options as JSON>"
   ping          -> "pong"
   exit CODE     exit with CODE (atexit runs)               -> (no reply)
 Agent options come from MEMTUI_AGENT_OPTIONS, or start() keywords in argv as key=value.
+
+It runs in TARGET_CWD (default "/"), so a ./profiles directory of whoever runs the tests never
+reaches the agent: tests that want a profile say so (TARGET_CWD, MEMTUI_PROFILES, profiles=...).
 """
 import json
 import os
@@ -24,6 +34,8 @@ import memtui  # noqa: E402
 
 KEEP = []
 COMPONENTS = []
+CACHES = {}
+KEYS = iter(range(10 ** 12))  # every key set by "fill" is new
 
 
 class Counter:
@@ -66,12 +78,29 @@ class Hostile:
         return {"bad": BadStr()}
 
 
+class Broken:
+    """A cache-kind component that refuses every setting."""
+
+    kind = "cache"
+    SETTINGS = ("max_entries",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def stats(self):
+        return {}
+
+    def configure(self, values):
+        raise RuntimeError("broken on purpose")
+
+
 def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main():
+    os.chdir(os.environ.get("TARGET_CWD") or "/")
     kwargs = {}
     for arg in sys.argv[1:]:
         key, _, value = arg.partition("=")
@@ -133,6 +162,34 @@ def main():
 
             subprocess.run(["true"], preexec_fn=lambda: None, check=True)
             print("ok", flush=True)
+        elif cmd == "cache":
+            name, _, spec = arg.partition(" ")
+            cache = memtui.Cache(name=name, **json.loads(spec or "{}"))
+            CACHES[cache.name] = cache
+            print("ok %s" % cache.name, flush=True)
+        elif cmd == "broken":
+            c = Broken(arg)
+            COMPONENTS.append(c)
+            print("ok %s" % memtui.register(c), flush=True)
+        elif cmd == "fill":
+            name, _, n = arg.partition(" ")
+            cache = CACHES[name]
+            for _ in range(int(n)):
+                cache.set(next(KEYS), 0)
+            print("ok %d" % len(cache), flush=True)
+        elif cmd == "len":
+            print("ok %d" % len(CACHES[arg]), flush=True)
+        elif cmd == "gcthreshold":
+            import gc
+
+            print("ok %d %d %d" % gc.get_threshold(), flush=True)
+        elif cmd == "gcfrozen":
+            import gc
+
+            print("ok %d" % gc.get_freeze_count(), flush=True)
+        elif cmd == "options":
+            agent = memtui.current()
+            print("ok %s" % json.dumps(agent.options.to_json() if agent else None), flush=True)
         elif cmd == "ping":
             print("pong", flush=True)
         elif cmd == "exit":
