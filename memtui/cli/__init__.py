@@ -3,7 +3,6 @@ with memtui.render. Every AgentError becomes one sentence on stderr and exit cod
 from __future__ import annotations
 
 import enum
-import json
 import os
 import signal
 import subprocess
@@ -13,74 +12,27 @@ import time
 from typing import Any, Dict, List, Optional
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.text import Text
 
-from . import discovery, launch, render
-from .agent.bootstrap import launch_environ
-from .client import AgentClient, find_socket, no_agent_message, process_name, runtime_dir_problem
-from .protocol import AgentError, RemoteError
+from .. import discovery, launch, render
+from ..agent.bootstrap import launch_environ
+from ..client import AgentClient, find_socket, no_agent_message, process_name, runtime_dir_problem
+from ..protocol import AgentError
+from ..config import ConfigError
+from . import config as config_cli
+from .config import config_app
+from ._common import EXIT_ERROR, UsageFailure, console, print_json, sentence
 
 app = typer.Typer(name="memtui", help="See and tune the memory of running Python services.",
                   pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
 
-
-def _stdout_gone() -> None:
-    """Our reader went away (`memtui … | head -1`): that is not an error, exit 0 quietly.
-
-    fd 1 is pointed at /dev/null first so that the interpreter's final flush of what is still
-    buffered does not fail again ("Exception ignored … BrokenPipeError") at shutdown.
-    """
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    raise SystemExit(0)
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:  # rich's default exits with status 1
-        self.quiet = True
-        _stdout_gone()
-
-
-console = _Console()
-
-EXIT_ERROR = 2  # exit codes: 0 ok, 1 check failed, 2 usage or runtime error
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
 PidArg = typer.Argument(..., min=1, help="PID of a process running the agent.")
 SocketOpt = typer.Option(None, "--socket", metavar="PATH",
                          help="The agent's socket, for agents started with runtime_dir= or "
                               "socket_path=; it must still be served by PID.")
-
-
-class UsageFailure(Exception):
-    """A bad value the user can fix; printed as one line, exit 2."""
-
-
-def _sentence(exc: BaseException) -> str:
-    """One line for stderr. Agent messages are embedded as they are: an op name such as
-    gc.collect or a path keeps its case; only a plain leading word is capitalised."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, RemoteError):
-        text = "The agent answered: %s" % text
-    first = text.split(" ", 1)[0]
-    if first.isalpha() and first.islower():
-        text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _print_json(obj: Any) -> None:
-    if sys.stdout is None:  # started with stdout closed (`>&-`)
-        _stdout_gone()
-    try:
-        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):  # ValueError: the file object itself was closed
-        _stdout_gone()
 
 
 def _connect(pid: int, path: Optional[str] = None) -> AgentClient:
@@ -92,7 +44,7 @@ def ps(json_: bool = JsonOpt) -> None:
     """List running agents and Python processes without one; remove stale sockets."""
     found = discovery.scan()
     if json_:
-        _print_json(found)
+        print_json(found)
         return
     console.print(render.ps_tables(found["agents"], found["others"]))
     if found["cleaned"]:
@@ -113,14 +65,14 @@ def stats(pid: int = PidArg, socket: Optional[str] = SocketOpt, json_: bool = Js
         if not follow:
             result = client.stats()
             if json_:
-                _print_json(result)
+                print_json(result)
             else:
                 console.print(render.stats_view(result, client.info, command))
             return
         try:
             if json_:
                 while True:
-                    _print_json(client.stats())
+                    print_json(client.stats())
                     time.sleep(interval)
             else:
                 render.live_loop(lambda: render.stats_view(client.stats(), client.info, command),
@@ -137,7 +89,7 @@ def gc(pid: int = PidArg,
     with _connect(pid, socket) as client:
         result = client.gc_collect(generation)
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
         console.print(render.gc_text(pid, result))
 
@@ -169,7 +121,7 @@ def trace(pid: int = PidArg,
         else:
             result = client.heap_top(limit=limit)
     if json_:
-        _print_json(result)
+        print_json(result)
     elif action is TraceAction.top:
         console.print(render.heap_top_table(result))
     else:
@@ -232,7 +184,7 @@ class ChildAgentView:
                 self.proc.wait(0.5)  # the agent usually goes because CMD is exiting
                 return self.last or Text("PID %d exited." % self.proc.pid)
             except subprocess.TimeoutExpired:
-                note = Text("%s Looking for the agent again…" % _sentence(exc), style="yellow")
+                note = Text("%s Looking for the agent again…" % sentence(exc), style="yellow")
                 return Group(self.last, note) if self.last else note
 
     def close(self) -> None:
@@ -250,7 +202,12 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
         memory_limit: Optional[str] = typer.Option(None, "--memory-limit",
                                                    help="Alert limit, e.g. 512MiB."),
         trace_: bool = typer.Option(False, "--trace", help="Start tracemalloc with the agent."),
-        env: Optional[str] = typer.Option(None, "--env", help="Environment name for the agent.")
+        env: Optional[str] = typer.Option(None, "--env", "-e",
+                                          help="Profile to configure the agent and components "
+                                               "from (default: $MEMTUI_ENV, else dev)."),
+        profiles: Optional[str] = typer.Option(None, "--profiles", "-p", metavar="DIR",
+                                               help="Profiles directory (default: "
+                                                    "$MEMTUI_PROFILES, else ./profiles).")
         ) -> None:
     """Run CMD with the memtui agent started in it; exit with CMD's exit code."""
     values: Dict[str, Any] = {}
@@ -267,6 +224,12 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
     child_env = launch_environ(dict(os.environ), options_json)
+    if env is not None:
+        child_env["MEMTUI_ENV"] = env
+    if profiles is not None:
+        if not os.path.isdir(profiles):
+            raise UsageFailure("No profiles directory %s" % profiles)
+        child_env["MEMTUI_PROFILES"] = os.path.abspath(profiles)
     command = " ".join(cmd)
     with launch.SignalForwarder() as forwarder:
         try:
@@ -306,7 +269,7 @@ def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instea
          json_: bool = typer.Option(False, "--json", help="Print JSON lines (implies --no-tui).")
          ) -> None:
     """Run the bundled demo service and watch its memory, caches, pool and workers."""
-    from .demo import DemoProcess  # noqa: PLC0415
+    from ..demo import DemoProcess  # noqa: PLC0415
 
     headless = no_tui or json_
     every = interval or (2.0 if headless else 1.0)
@@ -339,7 +302,7 @@ def _demo_headless(client: AgentClient, every: float, duration: Optional[float],
     while True:
         result = client.stats()
         if json_:
-            _print_json(result)
+            print_json(result)
         else:
             console.print(render.stats_view(result, client.info, "demo"))
         if deadline is None:
@@ -351,13 +314,19 @@ def _demo_headless(client: AgentClient, every: float, duration: Optional[float],
         time.sleep(min(every, remaining))
 
 
+app.add_typer(config_app, name="config")
+
+
 def main() -> None:
-    """Console entry point: typer handles usage errors; agent errors become one sentence."""
+    """Console entry point: typer handles usage errors; agent errors become one sentence;
+    profile problems one line each (``FILE::$.path: message``)."""
     try:
         app()
     except (AgentError, UsageFailure) as exc:
-        sys.stderr.write(_sentence(exc) + "\n")
+        sys.stderr.write(sentence(exc) + "\n")
         sys.exit(EXIT_ERROR)
+    except (ConfigError, config_cli.CheckFailed) as exc:
+        sys.exit(config_cli.handle(exc))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,377 @@
+"""`memtui config …` through the real entry point, on copies of the shipped profiles."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PROFILES = ROOT / "profiles"
+
+
+@pytest.fixture
+def pdir(tmp_path):
+    target = tmp_path / "profiles"
+    shutil.copytree(PROFILES, target)
+    return target
+
+
+@pytest.fixture
+def cfg(cli, pdir):
+    """cfg(*args, env=None) runs `memtui config ARGS… -p PDIR` with no MEMTUI_ENV/MEMTUI__*."""
+
+    def run(*args: str, env=None, profiles=True, **kw):
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith("MEMTUI__") and k not in ("MEMTUI_ENV", "MEMTUI_PROFILES")}
+        clean["PYTHONPATH"] = str(ROOT)
+        clean["COLUMNS"] = "200"
+        if env:
+            clean.update(env)
+        extra = ["-p", str(pdir)] if profiles else []
+        return cli("config", *args, *extra, env=clean, **kw)
+
+    return run
+
+
+def _bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+# -- shipped profiles ------------------------------------------------------------------------------
+def test_shipped_profiles_are_valid_and_differ_as_intended(cfg):
+    r = cfg("validate", "--all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    values = {}
+    for env in ("dev", "test", "prod"):
+        out = cfg("show", "--json", "--env", env)
+        assert out.returncode == 0, out.stderr
+        values[env] = {k: v["value"] for k, v in json.loads(out.stdout)["keys"].items()}
+    # dev: low limits and fast sampling; prod: high limits, compression on, slow sampling
+    assert values["dev"]["profiler.interval"] == "500ms"
+    assert values["prod"]["profiler.interval"] == "5s"
+    assert values["prod"]["cache.compression"] > 0 == values["dev"]["cache.compression"]
+    assert values["prod"]["profiler.trace"] is False
+    order = ["dev", "test", "prod"]
+    limits = [values[e]["alerts.memory_limit"] for e in order]
+    assert limits == ["1GiB", "4GiB", "16GiB"]
+    assert [values[e]["workers.max_workers"] for e in order] == [4, 16, 64]
+    for env in order:  # each names itself and starts from base
+        data = tomllib.loads((PROFILES / (env + ".toml")).read_text())
+        assert data["environment"] == env and data["extends"] == "base"
+        assert (PROFILES / (env + ".toml")).read_text().count("#") >= 5  # commented
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def test_show_reports_value_type_and_source(cfg, pdir):
+    r = cfg("show", "--json", "--env", "prod", "--set", "cache.ttl=90s",
+            env={"MEMTUI__WORKERS__QUEUE_SIZE": "77"})
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    keys = doc["keys"]
+    assert doc["env"] == "prod" and doc["files"] == [str(pdir / "prod.toml"), str(pdir / "base.toml")]
+    assert keys["cache.ttl"] == {"value": "90s", "type": "duration", "source": "--set", "kind": "set"}
+    assert keys["workers.queue_size"]["value"] == 77
+    assert keys["workers.queue_size"]["source"] == "MEMTUI__WORKERS__QUEUE_SIZE"
+    assert keys["pool.max_size"]["source"] == str(pdir / "prod.toml")
+    assert keys["alerts.cache_hit_rate_warning"]["source"] == str(pdir / "base.toml")
+    assert keys["profiler.retention"]["kind"] == "file"
+    assert keys["tuner.max_concurrent_requests"]["kind"] == "default"
+    table = cfg("show", "--env", "prod")
+    assert table.returncode == 0 and "profiles/prod.toml" in table.stdout
+    flat = cfg("show", "--flat", "--env", "dev").stdout.splitlines()
+    assert 'profiler.interval = "500ms"' in flat and "workers.max_workers = 4" in flat
+
+
+def test_get_prints_the_raw_value_and_exits_1_when_missing(cfg):
+    assert cfg("get", "workers.max_workers", "--env", "prod").stdout == "64\n"
+    assert cfg("get", "caches.sessions.ttl").stdout == "20s\n"
+    # a per-name key nobody sets inherits its section default
+    assert cfg("get", "caches.users.ttl", "--set", "cache.ttl=5m").stdout == "5m\n"
+    assert cfg("get", "tuner.gc_thresholds", "--env", "prod").stdout == "[50000,20,20]\n"
+    assert cfg("get", "profiler.trace").stdout == "false\n"
+    missing = cfg("get", "custom.nothing_here")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "custom.nothing_here has no value in dev" in missing.stderr
+    typo = cfg("get", "cache.max_entires")
+    assert typo.returncode == 1 and "did you mean cache.max_entries?" in typo.stderr
+
+
+def test_precedence_set_over_env_var_over_file_over_base_over_default(cfg):
+    key = "alerts.warning_pct"
+    assert cfg("get", key, "--env", "prod").stdout == "85\n"  # prod.toml over base.toml
+    assert cfg("get", key, "--env", "dev").stdout == "80\n"  # base.toml
+    assert cfg("get", "alerts.hysteresis_pct").stdout == "5\n"  # schema default
+    env = {"MEMTUI__ALERTS__WARNING_PCT": "70"}
+    assert cfg("get", key, "--env", "prod", env=env).stdout == "70\n"
+    assert cfg("get", key, "--env", "prod", "--set", key + "=60.5", env=env).stdout == "60.5\n"
+
+
+def test_active_env_from_flag_then_env_var_then_dev(cfg):
+    assert cfg("get", "environment").stdout == "dev\n"
+    assert cfg("get", "environment", env={"MEMTUI_ENV": "test"}).stdout == "test\n"
+    assert cfg("get", "environment", "--env", "prod", env={"MEMTUI_ENV": "test"}).stdout == "prod\n"
+
+
+def test_profiles_dir_from_env_var(cfg, pdir):
+    r = cfg("get", "workers.max_workers", "--env", "test", profiles=False,
+            env={"MEMTUI_PROFILES": str(pdir)})
+    assert r.stdout == "16\n", r.stderr
+
+
+def test_env_var_coercion_errors_are_reported_all_at_once(cfg):
+    r = cfg("show", env={"MEMTUI__CACHE__MAX_ENTRIES": "lots", "MEMTUI__PROFILER__TRACE": "maybe",
+                         "MEMTUI__CACHE__NOPE": "1"})
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert "env:MEMTUI__CACHE__MAX_ENTRIES::$.cache.max_entries: expected an integer, got 'lots'" \
+        in lines
+    assert "env:MEMTUI__PROFILER__TRACE::$.profiler.trace: expected true or false, got 'maybe'" \
+        in lines
+    assert any(line.startswith("env:MEMTUI__CACHE__NOPE::$.cache.nope: unknown key") for line in lines)
+    assert len(lines) == 3
+
+
+def test_env_vars_are_typed_by_the_schema(cfg):
+    env = {"MEMTUI__TUNER__GC_THRESHOLDS": "1000,20,30", "MEMTUI__PROFILER__TRACE": "yes",
+           "MEMTUI__CACHE__MAX_BYTES": "64MiB", "MEMTUI__CUSTOM__RETRIES": "3"}
+    doc = json.loads(cfg("show", "--json", env=env).stdout)["keys"]
+    assert doc["tuner.gc_thresholds"]["value"] == [1000, 20, 30]
+    assert doc["profiler.trace"]["value"] is True
+    assert doc["cache.max_bytes"]["value"] == "64MiB"
+    assert doc["custom.retries"]["value"] == 3
+
+
+def test_explain_shows_the_whole_chain_with_the_winner(cfg, pdir):
+    r = cfg("explain", "alerts.warning_pct", "--env", "prod",
+            env={"MEMTUI__ALERTS__WARNING_PCT": "70"})
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if "│" in line]
+    assert [line.split("│")[1].strip() for line in lines] == [
+        "--set", "MEMTUI__ALERTS__WARNING_PCT", str(pdir / "prod.toml"), str(pdir / "base.toml"),
+        "schema default"]
+    assert [line.split("│")[2].strip() for line in lines] == ["not set", "70", "85", "80", "80"]
+    winner = [line for line in lines if line.startswith("▶")]
+    assert len(winner) == 1 and "MEMTUI__ALERTS__WARNING_PCT" in winner[0] and "70" in winner[0]
+    assert "Memory warning at this percent" in r.stdout
+    named = cfg("explain", "caches.users.ttl", "--set", "cache.ttl=5m")
+    assert "inherits cache.ttl" in named.stdout and '"5m"  (--set)' in named.stdout
+    bad = cfg("explain", "alerts.warn_pct")
+    assert bad.returncode == 1 and "Unknown key" in bad.stderr
+
+
+def test_envs_lists_environments_and_bases(cfg, pdir):
+    doc = json.loads(cfg("envs", "--json").stdout)
+    rows = {r["name"]: r for r in doc["profiles"]}
+    assert set(rows) == {"base", "dev", "test", "prod"}
+    assert rows["base"]["base"] and not rows["dev"]["base"]
+    assert rows["prod"]["extends"] == "base" and rows["dev"]["active"]
+    assert "(base)" in cfg("envs").stdout
+
+
+def test_schema_prints_the_json_schema_and_a_key_table(cfg):
+    doc = json.loads(cfg("schema", profiles=False).stdout)
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    keys = cfg("schema", "--keys", profiles=False).stdout
+    assert "cache.max_entries" in keys and "caches.NAME.*" in keys
+
+
+def test_secrets_are_masked_unless_asked(cfg, pdir):
+    with open(pdir / "dev.toml", "a") as fh:
+        fh.write('db_password = "hunter2"\n')  # lands in the [custom] table, the file's last
+    assert cfg("get", "custom.db_password").stdout == "********\n"
+    assert cfg("get", "custom.db_password", "--show-secrets").stdout == "hunter2\n"
+    for args in (("show",), ("show", "--json"), ("export",), ("export", "-f", "json"),
+                 ("diff",), ("explain", "custom.db_password")):
+        out = cfg(*args).stdout
+        assert "hunter2" not in out, args
+    assert "hunter2" in cfg("export", "--show-secrets").stdout
+    assert cfg("get", "custom.log_level").stdout == "debug\n"  # not a secret name
+
+
+# -- diff ------------------------------------------------------------------------------------------
+def test_diff_all_envs_exit_1_and_formats(cfg):
+    table = cfg("diff")
+    assert table.returncode == 1
+    header = table.stdout.splitlines()[0]
+    assert header.split()[:1] == ["key"] and all(e in header for e in ("dev", "test", "prod"))
+    doc = json.loads(cfg("diff", "--format", "json").stdout)
+    assert doc["envs"] == ["dev", "prod", "test"] and doc["differs"] is True
+    assert "profiler.interval" in doc["differing"]
+    assert "alerts.critical_pct" not in doc["differing"]  # 95 everywhere
+    assert doc["keys"]["workers.max_workers"]["values"] == {"dev": 4, "prod": 64, "test": 16}
+    uni = cfg("diff", "dev", "prod", "--format", "unified")
+    assert uni.returncode == 1
+    assert uni.stdout.startswith("--- dev\n+++ prod\n")
+    assert '-profiler.interval = "500ms"\n+profiler.interval = "5s"\n' in uni.stdout
+
+
+def test_diff_compares_by_magnitude_and_exits_0_when_same(cfg, pdir):
+    (pdir / "a.toml").write_text('environment = "a"\n[cache]\nmax_bytes = "1KiB"\nttl = "2m"\n')
+    (pdir / "b.toml").write_text('environment = "b"\n[cache]\nmax_bytes = 1024\nttl = 120\n')
+    r = cfg("diff", "a", "b", "--format", "json")
+    assert r.returncode == 0, r.stdout
+    assert json.loads(r.stdout)["differing"] == []
+    assert cfg("diff", "a").returncode == 2  # needs two
+
+
+# -- export ----------------------------------------------------------------------------------------
+def test_export_writes_the_resolved_profile(cfg, tmp_path):
+    out = tmp_path / "prod.toml"  # a profile names its environment after its file
+    r = cfg("export", "--env", "prod", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = tomllib.loads(out.read_text())
+    assert data["workers"]["max_workers"] == 64 and data["alerts"]["critical_pct"] == 95
+    assert data["tuner"]["gc_thresholds"] == [50000, 20, 20]
+    assert data["environment"] == "prod"
+    js = json.loads(cfg("export", "--env", "prod", "--format", "json").stdout)
+    assert js["workers"]["max_workers"] == 64
+    # the export is itself a valid profile
+    assert cfg("validate", str(out)).returncode == 0
+
+
+# -- validate --------------------------------------------------------------------------------------
+BROKEN = """# broken on purpose
+extends = "base"
+environment = "dev"
+
+[cache]
+max_entires = 5          # a typo
+policy = "mru"
+max_bytes = "lots"
+
+[pools.db]
+max_size = 5000
+
+[alerts]
+warning_pct = 99         # above base's critical_pct 95
+"""
+
+
+def test_validate_reports_every_error_with_file_and_path(cfg, pdir):
+    (pdir / "dev.toml").write_text(BROKEN)
+    r = cfg("validate", "--env", "dev")
+    assert r.returncode == 1
+    lines = r.stdout.strip().splitlines()
+    dev = str(pdir / "dev.toml")
+    expected_paths = ["$.cache.max_entires", "$.cache.policy", "$.cache.max_bytes",
+                      "$.pools.db.max_size", "$.alerts.warning_pct"]
+    for path in expected_paths:
+        assert any(line.startswith("%s::%s: " % (dev, path)) for line in lines), (path, lines)
+    assert any("did you mean max_entries?" in line for line in lines)
+    js = json.loads(cfg("validate", "--env", "dev", "--format", "json").stdout)
+    assert js["valid"] is False
+    assert {p["path"] for p in js["problems"]} >= set(expected_paths)
+    assert all(p["source"] == dev for p in js["problems"])
+    # a file alone, and --all covering it too
+    alone = cfg("validate", str(pdir / "dev.toml"), profiles=False)
+    assert alone.returncode == 1 and "$.cache.policy" in alone.stdout
+    assert cfg("validate", "--all").returncode == 1
+    assert cfg("validate", "--env", "prod").returncode == 0
+
+
+def test_validate_toml_syntax_error_names_the_line(cfg, pdir):
+    (pdir / "test.toml").write_text('environment = "test"\n[cache]\nmax_entries = = 3\n')
+    r = cfg("validate", "--env", "test")
+    assert r.returncode == 1
+    assert "test.toml::$: not valid TOML" in r.stdout and "line 3" in r.stdout
+
+
+# -- set / unset / reset / apply -------------------------------------------------------------------
+def test_set_edits_in_place_keeps_comments_and_get_reads_it_back(cfg, pdir):
+    path = pdir / "dev.toml"
+    before = path.read_text()
+    r = cfg("set", "workers.max_workers=6", "caches.orders.ttl=90s", "--env", "dev")
+    assert r.returncode == 0, r.stderr
+    assert "workers.max_workers: 4 → 6" in r.stdout
+    after = path.read_text()
+    assert "max_workers = 6" in after and "[caches.orders]" in after
+    # every comment and every other line survived
+    assert [x for x in before.splitlines() if "max_workers" not in x] == \
+        [x for x in after.splitlines() if "max_workers" not in x][:len(before.splitlines()) - 1]
+    assert (pdir / "dev.toml.bak").read_text() == before
+    assert cfg("get", "workers.max_workers").stdout == "6\n"
+    assert cfg("get", "caches.orders.ttl").stdout == "90s\n"
+
+
+def test_set_dry_run_writes_nothing_and_shows_the_diff(cfg, pdir):
+    path = pdir / "dev.toml"
+    before = path.read_bytes()
+    r = cfg("set", "pool.max_size=8", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "-max_size = 4" in r.stdout and "+max_size = 8" in r.stdout
+    assert "Dry run" in r.stdout
+    assert path.read_bytes() == before and not (pdir / "dev.toml.bak").exists()
+
+
+@pytest.mark.parametrize("assignment, path", [
+    ("cache.max_entries=-1", "$.cache.max_entries"),
+    ("cache.policy=mru", "$.cache.policy"),
+    ("cache.max_entires=3", "$.cache.max_entires"),
+    ("alerts.warning_pct=99", "$.alerts.warning_pct"),
+    ("profiler.trace=maybe", "$.profiler.trace"),
+])
+def test_set_refuses_bad_values_and_leaves_the_file_byte_identical(cfg, pdir, assignment, path):
+    before = (pdir / "dev.toml").read_bytes()
+    r = cfg("set", assignment)
+    assert r.returncode == 1, r.stdout
+    assert path + ":" in r.stderr and "Traceback" not in r.stderr
+    assert (pdir / "dev.toml").read_bytes() == before
+    assert not (pdir / "dev.toml.bak").exists()
+
+
+def test_set_custom_keys_are_free_form(cfg, pdir):
+    assert cfg("set", "custom.feature_x=true", "custom.retries=3").returncode == 0
+    assert cfg("get", "custom.feature_x").stdout == "true\n"
+    assert cfg("get", "custom.retries").stdout == "3\n"
+
+
+def test_failed_write_is_one_line_exit_2_and_changes_nothing(cfg, pdir):
+    # the profiles path is a file, not a directory: nothing can be written or created
+    bogus = pdir / "notadir"
+    bogus.write_text("x")
+    r = cfg("set", "pool.max_size=8", profiles=False, env={"MEMTUI_PROFILES": str(bogus)})
+    assert r.returncode in (1, 2) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert bogus.read_text() == "x"
+
+
+def test_unset_and_reset(cfg, pdir):
+    assert cfg("unset", "workers.queue_size").returncode == 0
+    assert cfg("get", "workers.queue_size").stdout == "1000\n"  # schema default now
+    missing = cfg("unset", "workers.queue_size")
+    assert missing.returncode == 1 and "not set in" in missing.stderr
+    # alerts.warning_pct comes from base (80 = default); prod sets 85: reset removes prod's
+    assert cfg("reset", "alerts.warning_pct", "--env", "prod").returncode == 0
+    assert cfg("get", "alerts.warning_pct", "--env", "prod").stdout == "80\n"
+    # base sets pool.min_size = 1; resetting it in dev writes the default 0 explicitly
+    assert cfg("reset", "pool.min_size", "--env", "dev").returncode == 0
+    assert cfg("get", "pool.min_size", "--env", "dev").stdout == "0\n"
+    assert "min_size = 0" in (pdir / "dev.toml").read_text()
+    # everything: the resolved profile equals the schema defaults again
+    assert cfg("reset", "--env", "test").returncode == 0
+    doc = json.loads(cfg("show", "--json", "--env", "test").stdout)["keys"]
+    non_default = {k: v for k, v in doc.items() if v["kind"] != "default" and k != "environment"
+                   and not k.startswith(("caches.", "pools.", "worker_pools.", "custom."))}
+    from memtui.config import schema
+    for key, row in non_default.items():
+        assert row["value"] == schema.lookup(key).default, key
+
+
+def test_apply_validates_shows_the_diff_then_replaces(cfg, pdir, tmp_path):
+    new = tmp_path / "new-dev.toml"
+    new.write_text('extends = "base"\nenvironment = "dev"\n\n[workers]\nmax_workers = 3\n')
+    dry = cfg("apply", str(new), "--dry-run")
+    assert dry.returncode == 0 and "workers.max_workers: 4 → 3" in dry.stdout
+    assert "max_workers = 4" in (pdir / "dev.toml").read_text()
+    assert cfg("apply", str(new)).returncode == 0
+    assert (pdir / "dev.toml").read_bytes() == new.read_bytes()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BROKEN)
+    before = (pdir / "dev.toml").read_bytes()
+    r = cfg("apply", str(bad))
+    assert r.returncode == 1 and "$.cache.policy" in r.stderr
+    assert (pdir / "dev.toml").read_bytes() == before
