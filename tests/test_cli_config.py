@@ -375,3 +375,34 @@ def test_apply_validates_shows_the_diff_then_replaces(cfg, pdir, tmp_path):
     r = cfg("apply", str(bad))
     assert r.returncode == 1 and "$.cache.policy" in r.stderr
     assert (pdir / "dev.toml").read_bytes() == before
+
+
+# -- push ------------------------------------------------------------------------------------------
+def test_push_retunes_a_live_cache_and_prints_what_changed(cfg, pdir, start_target):
+    t = start_target("interval=0.2")
+    assert t.send('cache users {"max_entries": 5000}') == "ok users"
+    assert t.send("fill users 3000") == "ok 3000"
+    # dev.toml says [caches.users] max_entries = 2000; preview first
+    dry = cfg("push", str(t.pid), "--env", "dev", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "users max_entries → 2000" in dry.stdout and "dry run, nothing applied" in dry.stdout
+    assert t.send("len users") == "ok 3000"
+    r = cfg("push", str(t.pid), "--env", "dev", "--set", "caches.users.max_entries=1500")
+    assert r.returncode == 0, r.stderr
+    assert "users max_entries → 1500" in r.stdout
+    assert "agent interval: 0.2 → 0.5" in r.stdout  # dev samples every 500ms
+    assert t.send("len users") == "ok 1500"
+    again = cfg("push", str(t.pid), "--env", "dev", "--set", "caches.users.max_entries=1500",
+                "--json")
+    assert json.loads(again.stdout)["changed"] == {}
+
+
+def test_push_refuses_an_invalid_profile_and_a_missing_agent(cfg, pdir, start_target):
+    t = start_target("interval=0.2")
+    assert t.send('cache users {"max_entries": 50}') == "ok users"
+    (pdir / "dev.toml").write_text(BROKEN)
+    r = cfg("push", str(t.pid))
+    assert r.returncode == 1 and r.stderr.startswith("Not pushed: dev is invalid.")
+    assert t.send("len users") == "ok 0"  # untouched (and alive)
+    gone = cfg("push", "999999999", "--env", "prod")
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
