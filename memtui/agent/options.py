@@ -185,16 +185,8 @@ class AgentOptions:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "AgentOptions":
-        raw = (os.environ if environ is None else environ).get(ENV_OPTIONS)
-        if not raw:
-            return cls()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ValueError("%s is not valid JSON" % ENV_OPTIONS) from None
-        if not isinstance(data, dict):
-            raise ValueError("%s must be a JSON object" % ENV_OPTIONS)
-        return cls.from_mapping(data)
+        data = env_options(os.environ if environ is None else environ)
+        return cls.from_mapping(data) if data else cls()
 
     def merged(self, values: Mapping[str, Any]) -> "AgentOptions":
         base = self.to_json()
@@ -224,3 +216,17 @@ class AgentOptions:
 
     def to_json(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in DEFAULTS}
+
+
+def env_options(environ: Mapping[str, str]) -> Dict[str, Any]:
+    """``MEMTUI_AGENT_OPTIONS`` as given (values not yet parsed), ``{}`` when unset."""
+    raw = environ.get(ENV_OPTIONS)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValueError("%s is not valid JSON" % ENV_OPTIONS) from None
+    if not isinstance(data, dict):
+        raise ValueError("%s must be a JSON object" % ENV_OPTIONS)
+    return data

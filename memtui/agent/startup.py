@@ -14,16 +14,15 @@ variable to read, so a process without profiles starts as cheaply as before.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 from . import gc_tuning
-from .options import ENV_OPTIONS, AgentOptions
+from .options import AgentOptions, env_options
 
-# The same names as memtui.config.profiles (a test keeps them equal); repeated here so that a
-# process without profiles never imports the config package.
+# memtui.config.profiles imports these: one definition, here, so that a process without profiles
+# never imports the config package.
 ENV_VAR = "MEMTUI_ENV"
 DIR_VAR = "MEMTUI_PROFILES"
 VAR_PREFIX = "MEMTUI__"
@@ -46,20 +45,6 @@ class Plan(NamedTuple):
     enabled: bool  # False: the profile says profiler.enabled = false
     profile: Optional[str]  # the environment's file, when one was read
     note: Optional[str]  # lenient mode: why the profile was left out
-
-
-def env_options(environ: Mapping[str, str]) -> Dict[str, Any]:
-    """``MEMTUI_AGENT_OPTIONS`` as given (unparsed values), ``{}`` when unset."""
-    raw = environ.get(ENV_OPTIONS)
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ValueError("%s is not valid JSON" % ENV_OPTIONS) from None
-    if not isinstance(data, dict):
-        raise ValueError("%s must be a JSON object" % ENV_OPTIONS)
-    return data
 
 
 def active_env(env: Optional[str], environ: Mapping[str, str],

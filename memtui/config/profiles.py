@@ -7,19 +7,13 @@ section default (``cache.ttl``). Standard library only: the agent loads profiles
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from ..agent.startup import (_ENV_NAME, DEFAULT_DIR, DEFAULT_ENV, DIR_VAR,  # noqa: F401
+                             ENV_VAR, VAR_PREFIX)
 from . import schema
 from .errors import ConfigError, Problem
-
-ENV_VAR = "MEMTUI_ENV"
-DIR_VAR = "MEMTUI_PROFILES"
-VAR_PREFIX = "MEMTUI__"
-DEFAULT_ENV = "dev"
-DEFAULT_DIR = "profiles"
-_ENV_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class Layer(NamedTuple):

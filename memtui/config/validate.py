@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import schema
 from .errors import ConfigError, Problem
-from .profiles import ProfileStore, Resolved
+from .profiles import ProfileStore, Resolved, nest
 
 __all__ = ["check_all", "check_data", "check_env", "check_file", "problems_json"]
 
@@ -445,7 +445,7 @@ def _check_env(store: ProfileStore, env: str, overrides: Sequence[str],
         except ConfigError:
             return _ordered(problems, files)
 
-    values = _nest(resolved.flat)
+    values = nest(resolved.flat)
     found = [(tuple(path), message) for path, message in _schema_problems(values)]
     found += [(tuple(path), message) for path, message in schema.cross_field_problems(values)]
     add(Problem(_layer_source(resolved, path), path, message) for path, message in found)
@@ -457,40 +457,6 @@ def _check_env(store: ProfileStore, env: str, overrides: Sequence[str],
                      "environment = %r here" % (layer.value, os.path.basename(layer.source),
                                                 os.path.basename(files[0]), env))])
     return _ordered(problems, files)
-
-
-def _named_parts(parts: List[str]) -> List[str]:
-    """``pools.db.primary.max_size`` -> ``[pools, db.primary, max_size]``: a per-name section's
-    name may hold dots, so it is what is left once the key is known to the section."""
-    root = schema.load_schema()
-    ref = (root["properties"][parts[0]].get("additionalProperties") or {}).get("$ref", "")
-    node = root["$defs"].get(ref.rsplit("/", 1)[-1], {})
-    for i in range(2, len(parts)):
-        sub = node
-        for part in parts[i:]:
-            sub = sub.get("properties", {}).get(part) if isinstance(sub, dict) else None
-            if sub is None:
-                break
-        else:
-            return [parts[0], ".".join(parts[1:i])] + parts[i:]
-    return [parts[0], ".".join(parts[1:-1]), parts[-1]]
-
-
-def _nest(flat: Mapping[str, Any]) -> Dict[str, Any]:
-    """Resolved dotted keys back into tables, names with dots in them kept whole."""
-    out: Dict[str, Any] = {}
-    for key, value in flat.items():
-        parts = key.split(".")
-        if len(parts) > 3 and parts[0] in schema.NAMED:
-            parts = _named_parts(parts)
-        node = out
-        for part in parts[:-1]:
-            nxt = node.get(part)
-            if not isinstance(nxt, dict):
-                nxt = node[part] = {}
-            node = nxt
-        node[parts[-1]] = value
-    return out
 
 
 def _ordered(problems: Iterable[Problem], files: Sequence[str]) -> List[Problem]:

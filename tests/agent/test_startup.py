@@ -11,10 +11,8 @@ import textwrap
 import pytest
 
 from conftest import ROOT, wait_for
-from memtui.agent import startup
 from memtui.agent.startup import ProfileError, plan
 from memtui.client import AgentClient
-from memtui.config import profiles as config_profiles
 
 PROFILE = """
 [profiler]
@@ -43,15 +41,6 @@ def write(directory, name, text):
     return path
 
 
-def test_names_agree_with_the_config_package():
-    assert (startup.ENV_VAR, startup.DIR_VAR, startup.VAR_PREFIX, startup.DEFAULT_ENV,
-            startup.DEFAULT_DIR) == (config_profiles.ENV_VAR, config_profiles.DIR_VAR,
-                                     config_profiles.VAR_PREFIX, config_profiles.DEFAULT_ENV,
-                                     config_profiles.DEFAULT_DIR)
-    assert startup._ENV_NAME.pattern == config_profiles._ENV_NAME.pattern
-
-
-# -- the rules, in process (plan() is what start() runs) --------------------------------------------
 def test_active_env_argument_then_memtui_env_then_agent_options_then_dev(tmp_path):
     for name in ("a", "b", "c", "dev"):
         write(tmp_path, name, 'environment = "%s"\n' % name)

@@ -573,8 +573,8 @@ def test_a_section_name_with_dots_is_refused_once_with_a_clear_message(tmp_path)
         max_size = 40
     """)
     got = lines(check_env(store(tmp_path), "dev"))
-    assert got[0] == (dev + "::$.pools['db.primary']: 'db.primary' is not a valid name "
-                      "(letters, digits, _ and - only)")
+    assert (dev + "::$.pools['db.primary']: 'db.primary' is not a valid name "
+            "(letters, digits, _ and - only)") in got
 
 
 def test_check_env_of_a_missing_profile(tmp_path):
