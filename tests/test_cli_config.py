@@ -351,8 +351,16 @@ def test_unset_and_reset(cfg, pdir):
     assert cfg("reset", "pool.min_size", "--env", "dev").returncode == 0
     assert cfg("get", "pool.min_size", "--env", "dev").stdout == "0\n"
     assert "min_size = 0" in (pdir / "dev.toml").read_text()
-    # everything: the resolved profile equals the schema defaults again
-    assert cfg("reset", "--env", "test").returncode == 0
+    # everything: base.toml's [caches.sessions] has no default to go back to, so that is refused
+    before = (pdir / "test.toml").read_bytes()
+    refused = cfg("reset", "--env", "test")
+    assert refused.returncode == 1 and "caches.sessions.ttl is set in base.toml" in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == "Nothing written to %s." % (
+        pdir / "test.toml")
+    assert (pdir / "test.toml").read_bytes() == before
+    # every section that has defaults: the resolved profile equals the schema defaults again
+    sections = ("profiler", "pool", "cache", "workers", "execution", "tuner", "alerts")
+    assert cfg("reset", *sections, "--env", "test").returncode == 0
     doc = json.loads(cfg("show", "--json", "--env", "test").stdout)["keys"]
     non_default = {k: v for k, v in doc.items() if v["kind"] != "default" and k != "environment"
                    and not k.startswith(("caches.", "pools.", "worker_pools.", "custom."))}
@@ -406,3 +414,195 @@ def test_push_refuses_an_invalid_profile_and_a_missing_agent(cfg, pdir, start_ta
     assert t.send("len users") == "ok 0"  # untouched (and alive)
     gone = cfg("push", "999999999", "--env", "prod")
     assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
+
+
+# -- review fixes ----------------------------------------------------------------------------------
+def test_push_defaults_to_the_agents_env_and_refuses_another_without_force(cfg, start_target):
+    t = start_target("interval=0.2", "env=prod")
+    assert t.send('cache users {"max_entries": 5000}') == "ok users"
+    # $MEMTUI_ENV says dev, but the agent runs prod: prod is what gets pushed
+    r = cfg("push", str(t.pid), env={"MEMTUI_ENV": "dev"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Pushing prod (")
+    assert "users max_entries → 500000" in r.stdout
+    doc = json.loads(cfg("push", str(t.pid), "--dry-run", "--json").stdout)
+    assert doc["pushed_env"] == doc["agent_env"] == "prod"
+    # an explicit other environment would retune a prod service as dev: refused, exit 2
+    other = cfg("push", str(t.pid), "--env", "dev")
+    assert other.returncode == 2 and other.stdout == ""
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert "runs 'prod', not 'dev'" in other.stderr and "--force" in other.stderr
+    forced = cfg("push", str(t.pid), "--env", "dev", "--force", "--dry-run")
+    assert forced.returncode == 0, forced.stderr
+    assert "Pushing dev (" in forced.stdout and "users max_entries → 2000" in forced.stdout
+
+
+def test_push_lists_keys_the_profile_leaves_as_they_are(cfg, pdir, start_target):
+    t = start_target("interval=0.2", "env=dev", "profiles=" + str(pdir))
+    assert t.send('cache users {"max_entries": 5000}') == "ok users"
+    assert t.send("len users") == "ok 0"
+    assert cfg("unset", "caches.users", "pools.db").returncode == 0
+    r = cfg("push", str(t.pid))
+    assert r.returncode == 0, r.stderr
+    left = [line for line in r.stdout.splitlines() if line.startswith("Left as they are")]
+    assert left == ["Left as they are (the profile does not set them): "
+                    "caches.users.max_entries, pools.db.max_size."], r.stdout
+    doc = json.loads(cfg("push", str(t.pid), "--dry-run", "--json").stdout)
+    assert doc["not_set"] == []  # the agent now holds what was pushed
+
+
+def test_push_reports_restart_only_options_without_failing(cfg, pdir, start_target):
+    t = start_target("interval=0.2", "env=prod")
+    assert cfg("set", "profiler.trace=true", "profiler.enabled=false",
+               "--env", "prod").returncode == 0
+    r = cfg("push", str(t.pid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "agent history: needs a restart: the agent runs with 600, asked for 720" in r.stdout
+    assert "agent trace: needs a restart" in r.stdout
+    assert "refused" not in r.stdout
+    assert "profiler.enabled = false: applies at the next start" in r.stdout
+    doc = json.loads(cfg("push", str(t.pid), "--json").stdout)
+    assert doc["errors"] == {}
+    assert set(doc["needs_restart"]) == {"option history", "option trace"}
+    assert doc["next_start"] == {"profiler.enabled": False}
+
+
+def test_secrets_are_masked_inside_tables_and_in_file_diffs(cfg, pdir, tmp_path):
+    assert cfg("set", 'custom.db={password = "pw1-secret", host = "dbhost"}',
+               "custom.tokens.main=tok-secret").returncode == 0
+    for args in (("get", "custom"), ("get", "custom.db"), ("get", "custom.tokens"),
+                 ("show", "--json"), ("show",), ("export",), ("explain", "custom.db")):
+        r = cfg(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert "pw1-secret" not in r.stdout and "tok-secret" not in r.stdout, args
+    assert json.loads(cfg("get", "custom.db").stdout) == {"password": "********",
+                                                          "host": "dbhost"}
+    assert "pw1-secret" in cfg("get", "custom.db", "--show-secrets").stdout
+    # a table value from an env var
+    env = {"MEMTUI__CUSTOM__DB": '{password="pw2-secret"}'}
+    doc = json.loads(cfg("show", "--json", env=env).stdout)
+    assert doc["keys"]["custom.db"]["value"] == {"password": "********"}
+    # the dry-run file diff shows the lines that change, not the values
+    for args in (("set", "custom.db_password=hunter2-secret", "--dry-run"),
+                 ("set", "custom.db.password=pw3-secret", "--dry-run"),
+                 ("unset", "custom.db", "--dry-run")):
+        r = cfg(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert "-secret" not in r.stdout, (args, r.stdout)
+        assert "+++ " in r.stdout or "--- " in r.stdout
+    new = tmp_path / "dev.toml"
+    new.write_text('extends = "base"\nenvironment = "dev"\n[custom]\napi_key = "key-secret"\n'
+                   'db = {password = "pw4-secret"}\n')
+    r = cfg("apply", str(new), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "-secret" not in r.stdout and 'api_key = "********"' in r.stdout
+    # a change that would print ******** → ******** says what it is
+    r = cfg("set", "custom.db.password=pw5-secret")
+    assert r.returncode == 0, r.stderr
+    assert "custom.db.password: (secret changed)" in r.stdout and "-secret" not in r.stdout
+
+
+def test_export_of_masked_secrets_warns(cfg, pdir, tmp_path):
+    out = tmp_path / "dev-export.toml"
+    plain = cfg("export", "-o", str(out))
+    assert plain.returncode == 0 and plain.stderr == ""  # nothing secret: nothing to say
+    assert cfg("set", "custom.db_password=hunter2").returncode == 0
+    r = cfg("export", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in out.read_text()
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Secrets are masked" in r.stderr and str(out) in r.stderr
+    assert "custom.db_password" in r.stderr and "--show-secrets" in r.stderr
+    shown = cfg("export", "-o", str(out), "--show-secrets")
+    assert shown.stderr == "" and "hunter2" in out.read_text()
+
+
+def test_toml_datetimes_print_as_json(cfg):
+    assert cfg("set", "custom.when=1979-05-27T07:32:00Z").returncode == 0
+    iso = "1979-05-27T07:32:00+00:00"
+    for args, code in ((("show", "--json"), 0), (("export", "-f", "json"), 0),
+                       (("diff", "-f", "json"), 1), (("get", "custom"), 0)):
+        r = cfg(*args)
+        assert r.returncode == code and "Traceback" not in r.stderr, (args, r.stderr)
+        assert iso in r.stdout, args
+    assert json.loads(cfg("get", "custom").stdout)["when"] == iso
+
+
+@pytest.mark.parametrize("args", [("diff", "dev", "prodd"), ("get", "cache.ttl", "-e", "prodd"),
+                                  ("show", "-e", "prodd"), ("explain", "cache.ttl", "-e", "prodd"),
+                                  ("export", "-e", "prodd"), ("validate", "-e", "prodd")])
+def test_an_unknown_environment_is_a_usage_error(cfg, pdir, args):
+    r = cfg(*args)
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.startswith("No profile 'prodd' in ")
+    assert r.stderr.strip().endswith("(profiles here: base, dev, prod, test).")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_env_names_and_unreadable_profiles_exit_2_missing_keys_1(cfg, pdir):
+    for args in (("show", "-e", "a b"), ("get", "cache.ttl", "-e", "a b"),
+                 ("set", "pool.max_size=3", "-e", "a b"), ("diff", "dev", "a b")):
+        r = cfg(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr == "'a b' is not an environment name (letters, digits, _ and - only).\n"
+    assert cfg("get", "custom.nothing_here").returncode == 1
+    (pdir / "test.toml").write_text('environment = "test"\n[cache]\nmax_entries = = 3\n')
+    r = cfg("diff", "dev", "test")  # exit 1 would mean "they differ"
+    assert r.returncode == 2 and "test.toml::$: not valid TOML" in r.stderr
+
+
+def test_write_names_the_backup_it_left_and_refusals_say_nothing_was_written(cfg, pdir,
+                                                                             tmp_path):
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (pdir / "dev.toml").rename(real / "dev.toml")
+    (pdir / "dev.toml").symlink_to(real / "dev.toml")
+    r = cfg("set", "pool.max_size=7")
+    assert r.returncode == 0, r.stderr
+    assert "(previous version in %s)." % (real / "dev.toml.bak") in r.stdout
+    assert (real / "dev.toml.bak").exists() and not (pdir / "dev.toml.bak").exists()
+    # a new file has no previous version, whatever an old .bak next to it holds
+    (pdir / "qa.toml.bak").write_text("# stale\n")
+    new = tmp_path / "qa.toml"
+    new.write_text('extends = "base"\nenvironment = "qa"\n')
+    r = cfg("apply", str(new), "--env", "qa")
+    assert r.returncode == 0, r.stderr
+    assert "Wrote %s." % (pdir / "qa.toml") in r.stdout and "previous version" not in r.stdout
+    # a refused edit: its problems, then one summary line
+    before = (real / "dev.toml").read_bytes()
+    bad = cfg("set", "pool.max_size=-1")
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert any("$.pool.max_size:" in line for line in lines[:-1])
+    assert lines[-1] == "Nothing written to %s." % (pdir / "dev.toml")
+    assert (real / "dev.toml").read_bytes() == before
+
+
+def test_get_and_explain_print_tables_with_what_they_inherit(cfg, pdir):
+    users = json.loads(cfg("get", "caches.users", "-e", "prod").stdout)
+    assert users["max_entries"] == 500000  # prod.toml's [caches.users]
+    assert users["max_bytes"] == "1GiB"  # inherited from prod.toml's [cache]
+    assert users["tiers"] == {"warm": {"max_bytes": "512MiB", "compression": 6}}
+    tiers = cfg("get", "caches.users.tiers", "-e", "prod")
+    assert tiers.returncode == 0, tiers.stderr
+    assert json.loads(tiers.stdout) == {"warm": {"max_bytes": "512MiB", "compression": 6}}
+    sessions = json.loads(cfg("get", "caches.sessions", "-e", "prod").stdout)
+    assert sessions["ttl"] == "20s" and sessions["max_bytes"] == "1GiB"  # base.toml, prod.toml
+    assert json.loads(cfg("get", "cache.tiers").stdout) == {}  # dev: the schema default
+    # explain of a per-name table set only in the extended file
+    r = cfg("explain", "caches.sessions", "-e", "prod")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if "│" in line}
+    assert rows["profiles/base.toml" if "profiles/base.toml" in rows
+                else str(pdir / "base.toml")].startswith("▶")
+    assert 'policy = "ttl"' in r.stdout and "not set" in rows[str(pdir / "prod.toml")]
+    assert rows["inherits cache"].startswith("▶") and "effective" in rows
+
+
+def test_a_bad_component_name_is_not_suggested_as_itself(cfg):
+    r = cfg("set", "caches.bad name.ttl=1")
+    assert r.returncode == 1
+    assert "did you mean caches.bad name.ttl" not in r.stderr
+    assert "'bad name' is not a valid name in caches" in r.stderr
+    r = cfg("get", "caches.users.max_entires")
+    assert r.returncode == 1 and "did you mean caches.users.max_entries?" in r.stderr

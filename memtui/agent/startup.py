@@ -3,11 +3,13 @@ and the caller's keywords, layered.
 
 Active environment: the ``env`` argument, else ``MEMTUI_ENV``, else the ``env`` of
 ``MEMTUI_AGENT_OPTIONS`` (what ``memtui run --env`` sets), else ``dev``. Profiles directory: the
-``profiles`` argument, else ``MEMTUI_PROFILES``, else ``./profiles``. When that directory exists or
-was named, ``ENV.toml`` must exist and parse; otherwise the environment is only a label and just
-``MEMTUI__SECTION__KEY`` variables apply (``profiles=False`` asks for that explicitly). Options,
-weakest first: AgentOptions defaults, the profile, ``MEMTUI_AGENT_OPTIONS``, keywords. Settings:
-the profile's sections under the ``settings`` argument (the argument wins key by key).
+``profiles`` argument, else ``MEMTUI_PROFILES``, else ``./profiles``. When the directory was named,
+or ``./profiles`` holds at least one ``*.toml``, ``ENV.toml`` must exist and parse; otherwise (no
+such directory, or an unrelated one such as a Django app called ``profiles``) the environment is
+only a label and just ``MEMTUI__SECTION__KEY`` variables apply (``profiles=False`` asks for that
+explicitly). Options, weakest first: AgentOptions defaults, the profile, ``MEMTUI_AGENT_OPTIONS``,
+keywords. Settings: the profile's sections under the ``settings`` argument (the argument wins key
+by key).
 
 ``memtui.config`` (standard library: tomllib) is imported only when there is a directory or a
 variable to read, so a process without profiles starts as cheaply as before.
@@ -105,7 +107,7 @@ def _read_profile(env: str, profiles: Union[str, bool, None], environ: Mapping[s
     if profiles is not False:
         named = profiles or environ.get(DIR_VAR)
         candidate = os.path.abspath(os.fspath(named or DEFAULT_DIR))
-        if named or os.path.isdir(candidate):
+        if named or _holds_profiles(candidate):
             directory = candidate
     if directory is None and not any(k.startswith(VAR_PREFIX) and len(k) > len(VAR_PREFIX)
                                      for k in environ):
@@ -134,6 +136,17 @@ def _read_profile(env: str, profiles: Union[str, bool, None], environ: Mapping[s
                 raise ProfileError("%s: %s." % (_where(resolved, "tuner." + key, path),
                                                 str(exc).rstrip("."))) from None
     return options, sections, enabled, path
+
+
+def _holds_profiles(directory: str) -> bool:
+    """An implicit ``./profiles`` counts only when it holds a profile (a ``NAME.toml`` file): the
+    name is common (a Django app, a package) and must not make the profile mandatory."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return False
+    return any(n.endswith(".toml") and _ENV_NAME.match(n[:-5])
+               and os.path.isfile(os.path.join(directory, n)) for n in entries)
 
 
 def _where(resolved: Any, key: str, path: Optional[str]) -> str:

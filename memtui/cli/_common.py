@@ -53,11 +53,20 @@ def sentence(exc: BaseException) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)``: TOML dates and times (valid in ``custom``) as ISO 8601 text;
+    anything else JSON has no type for as its str()."""
+    iso = getattr(obj, "isoformat", None)
+    if callable(iso):
+        return iso()
+    return str(obj)
+
+
 def print_json(obj: Any) -> None:
     if sys.stdout is None:  # started with stdout closed (`>&-`)
         stdout_gone()
     try:
-        sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=json_default) + "\n")
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):  # ValueError: the file object itself was closed
         stdout_gone()

@@ -2,10 +2,10 @@
 envs and push environment profiles. All the work is in ``memtui.config``; this is the surface.
 
 Exit codes: 0 ok; 1 a check failed (invalid profile, a missing key, environments differ, a value
-refused); 2 usage or runtime error (a write that could not happen, no agent)."""
+refused); 2 usage or runtime error (a write that could not happen, no agent, no such environment,
+a profile ``diff`` cannot read)."""
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import os
@@ -19,7 +19,7 @@ from ..config import diff as cdiff
 from ..config import profiles as cprofiles
 from ..config import schema
 from . import config_view as view
-from ._common import EXIT_CHECK, EXIT_ERROR, UsageFailure, console, print_json
+from ._common import EXIT_CHECK, EXIT_ERROR, UsageFailure, console, json_default, print_json
 
 config_app = typer.Typer(name="config", no_args_is_help=True,
                          help="Show, compare, edit, validate and push environment profiles.")
@@ -52,42 +52,96 @@ class ExportFormat(str, enum.Enum):
 
 
 class CheckFailed(Exception):
-    """Lines for stderr, exit 1."""
+    """Lines for stderr, exit 1 (or *code*)."""
 
-    def __init__(self, *lines: str) -> None:
+    def __init__(self, *lines: str, code: int = EXIT_CHECK) -> None:
         super().__init__("\n".join(lines))
+        self.code = code
 
 
 def _store(profiles: Optional[str]) -> ProfileStore:
     return ProfileStore(profiles)
 
 
-def _resolve(store: ProfileStore, env: Optional[str], overrides: Optional[List[str]],
-             need_file: bool = True):
-    name = cprofiles.active_env(env, store.environ)
-    if need_file and not os.path.isdir(store.directory):
+def _env(store: ProfileStore, env: Optional[str]) -> str:
+    """The environment's name (--env, $MEMTUI_ENV, dev); a name that cannot be one: exit 2."""
+    try:
+        return cprofiles.active_env(env, store.environ)
+    except ConfigError as exc:
+        raise UsageFailure(str(exc)) from None
+
+
+def _need_profile(store: ProfileStore, name: str) -> None:
+    """An environment with no profile file is a usage error (exit 2), named in one line."""
+    if name in store.overlay or os.path.isfile(store.path(name)):
+        return
+    if not os.path.isdir(store.directory):
         raise UsageFailure("No profiles directory %s (pass --profiles DIR or set MEMTUI_PROFILES)"
                            % view.short_path(store.directory))
+    raise UsageFailure("No profile %r in %s (profiles here: %s)" % (
+        name, view.short_path(store.directory), ", ".join(store.names()) or "none"))
+
+
+def _resolve(store: ProfileStore, env: Optional[str], overrides: Optional[List[str]]):
+    name = _env(store, env)
+    _need_profile(store, name)
     return store.resolve(name, overrides or ())
+
+
+def _edit(store: ProfileStore, name: str, run: Any) -> Any:
+    """Run an edit; a refused one prints its problems and then "Nothing written to FILE."."""
+    try:
+        return run()
+    except WriteError:
+        raise  # one line that says so itself; exit 2
+    except ConfigError as exc:
+        raise CheckFailed(*_short_sources(exc), "Nothing written to %s." % view.short_path(
+            store.path(name))) from None
 
 
 def _changes(result: Any, dry_run: bool) -> None:
     """What an edit changed (or would), then where it went."""
     path = view.short_path(result.path)
     for key, old, new in result.changes:
-        console.print("%s: %s → %s" % (key, _shown(key, old), _shown(key, new)),
-                      highlight=False, markup=False)
+        before, after = _shown(key, old), _shown(key, new)
+        line = ("%s: (secret changed)" % key if before == after and schema.MASK in before
+                else "%s: %s → %s" % (key, before, after))
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if dry_run:
-        text = "".join(difflib.unified_diff(result.before.splitlines(True),
-                                            result.after.splitlines(True), path, path + " (new)"))
+        text = view.masked_file_diff(result.before, result.after, path)
         if text:
-            console.print(text.rstrip("\n"), highlight=False, markup=False)
-        console.print("Dry run: %s not written." % path, style="dim", highlight=False)
+            console.print(text.rstrip("\n"), highlight=False, markup=False, soft_wrap=True)
+        console.print("Dry run: %s not written." % path, style="dim", highlight=False,
+                      soft_wrap=True)
     elif result.written:
-        console.print("Wrote %s (previous version in %s)." % (
-            path, os.path.basename(result.path) + ".bak"), style="green", highlight=False)
+        backup = _backup(result)
+        console.print("Wrote %s%s." % (path, " (previous version in %s)" % view.short_path(backup)
+                                       if backup else ""), style="green", highlight=False,
+                      soft_wrap=True)
     else:
-        console.print("Nothing to change in %s." % path, style="dim", highlight=False)
+        console.print("Nothing to change in %s." % path, style="dim", highlight=False,
+                      soft_wrap=True)
+    remaining = list(getattr(result, "remaining", ()) or ())
+    if remaining:  # allowed: the edit did not cause them (a file can be repaired key by key)
+        sys.stderr.write("\n".join(
+            ["%s still has %d problem%s it had before:" % (path, len(remaining),
+                                                          "s"[:len(remaining) != 1])]
+            + [str(p._replace(source=view.short_path(p.source))) for p in remaining]) + "\n")
+
+
+def _backup(result: Any) -> Optional[str]:
+    """The .bak this write left: the edit's own word if it gives one, else the file next to the
+    real target (symlinks followed) when it holds exactly the previous text."""
+    if "backup" in getattr(result, "_fields", ()):  # edit.EditResult says which .bak it wrote
+        named = result.backup
+        return named if named and os.path.exists(named) else None
+    candidate = os.path.realpath(result.path) + ".bak"
+    try:
+        with open(candidate, "rb") as fh:
+            kept = fh.read()
+    except OSError:
+        return None
+    return candidate if kept == result.before.encode("utf-8") else None
 
 
 def _shown(key: str, value: Any) -> str:
@@ -118,7 +172,7 @@ def get(key: str = typer.Argument(..., help="Dotted key, e.g. cache.max_entries.
         set_: Optional[List[str]] = SetOpt, show_secrets: bool = SecretsOpt) -> None:
     """The value only (script-friendly); a key with no value exits 1."""
     resolved = _resolve(_store(profiles), env, set_)
-    value = resolved.get(key, cdiff.MISSING)
+    value = view.effective(resolved, key)
     if value is cdiff.MISSING:
         if schema.lookup(key) is None:
             raise CheckFailed(_capital(schema.unknown_key_message(key)))
@@ -145,7 +199,10 @@ def explain(key: str = typer.Argument(..., help="Dotted key, e.g. caches.users.m
 def envs(profiles: Optional[str] = ProfilesOpt, json_: bool = JsonOpt) -> None:
     """The environments (and base files) in the profiles directory."""
     store = _store(profiles)
-    active = cprofiles.active_env(None, store.environ)
+    try:
+        active: Optional[str] = cprofiles.active_env(None, store.environ)
+    except ConfigError:
+        active = None  # $MEMTUI_ENV is no environment name: list the directory anyway
     environments = store.envs()
     rows = []
     for name in store.names():
@@ -208,7 +265,8 @@ def validate(file: Optional[str] = typer.Argument(None, help="A profile file to 
             raise UsageFailure("No profiles in %s" % view.short_path(store.directory))
         problems, checked = cvalidate.check_all(store), [store.path(n) for n in store.names()]
     else:
-        name = cprofiles.active_env(env, store.environ)
+        name = _env(store, env)
+        _need_profile(store, name)
         problems = cvalidate.check_env(store, name, set_ or ())
         checked = [store.path(name)]
     if format_ is ValidateFormat.json:
@@ -240,7 +298,12 @@ def diff_cmd(names: Optional[List[str]] = typer.Argument(None, metavar="[ENV]...
     if len(names) < 2:
         raise UsageFailure("Need two environments to compare; found %s in %s" % (
             ", ".join(names) or "none", view.short_path(store.directory)))
-    resolved = [store.resolve(n) for n in names]
+    for name in names:
+        _need_profile(store, _env(store, name))
+    try:  # exit 1 means "they differ": a profile that cannot be read is exit 2
+        resolved = [store.resolve(n) for n in names]
+    except ConfigError as exc:
+        raise CheckFailed(*_short_sources(exc), code=EXIT_ERROR) from None
     rows = cdiff.compare(resolved, mask=not show_secrets)
     shown = [r for r in rows if (all_keys or r.set_somewhere()) and (r.differs or not only_diff)]
     if format_ is DiffFormat.json:
@@ -265,15 +328,20 @@ def export(env: Optional[str] = EnvOpt, profiles: Optional[str] = ProfilesOpt,
     """The resolved profile (every layer applied, defaults filled in) as TOML or JSON."""
     resolved = _resolve(_store(profiles), env, set_)
     flat = {k: cprofiles.masked(k, v, not show_secrets) for k, v in resolved.flat.items()}
+    hidden = [k for k, v in flat.items() if v != resolved.flat[k]]
     values = cprofiles.nest(flat)
     if format_ is ExportFormat.json:
-        text = json.dumps(values, indent=2) + "\n"
+        text = json.dumps(values, indent=2, default=json_default) + "\n"
     else:
         import tomlkit  # noqa: PLC0415
 
         header = "# memtui profile %r resolved from %s\n" % (
             resolved.env, ", ".join(view.short_path(f) for f in resolved.files) or "defaults")
         text = header + tomlkit.dumps(values)
+    if hidden:  # a masked export applied back would write ******** over the real values
+        sys.stderr.write("Secrets are masked (%s) in %s: %s; pass --show-secrets for a profile "
+                         "you can apply.\n" % (schema.MASK, output or "the output",
+                                                ", ".join(sorted(hidden))))
     if output is None:
         sys.stdout.write(text)
         return
@@ -286,8 +354,10 @@ def export(env: Optional[str] = EnvOpt, profiles: Optional[str] = ProfilesOpt,
         before = None
     except OSError as exc:
         raise WriteError("Cannot write %s: %s; nothing written." % (output, exc.strerror or exc))
-    edit.write_atomic(output, text, before)
-    console.print("Wrote %s." % output, style="green", highlight=False)
+    backup = edit.write_atomic(output, text, before)
+    console.print("Wrote %s%s." % (output, " (previous version in %s)" % view.short_path(backup)
+                                   if isinstance(backup, str) and os.path.exists(backup) else ""),
+                  style="green", highlight=False, soft_wrap=True)
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -299,8 +369,9 @@ def set_cmd(assignments: List[str] = typer.Argument(..., metavar="KEY=VALUE...")
     from ..config import edit  # noqa: PLC0415
 
     store = _store(profiles)
-    _changes(edit.set_values(store, cprofiles.active_env(env, store.environ), assignments,
-                             dry_run=dry_run), dry_run)
+    name = _env(store, env)
+    _changes(_edit(store, name, lambda: edit.set_values(store, name, assignments,
+                                                        dry_run=dry_run)), dry_run)
 
 
 @config_app.command()
@@ -310,8 +381,9 @@ def unset(keys: List[str] = typer.Argument(..., metavar="KEY..."), env: Optional
     from ..config import edit  # noqa: PLC0415
 
     store = _store(profiles)
-    _changes(edit.unset_values(store, cprofiles.active_env(env, store.environ), keys,
-                               dry_run=dry_run), dry_run)
+    name = _env(store, env)
+    _changes(_edit(store, name, lambda: edit.unset_values(store, name, keys, dry_run=dry_run)),
+             dry_run)
 
 
 @config_app.command()
@@ -322,8 +394,9 @@ def reset(keys: Optional[List[str]] = typer.Argument(None, metavar="[KEY]..."),
     from ..config import edit  # noqa: PLC0415
 
     store = _store(profiles)
-    _changes(edit.reset(store, cprofiles.active_env(env, store.environ), keys or (),
-                        dry_run=dry_run), dry_run)
+    name = _env(store, env)
+    _changes(_edit(store, name, lambda: edit.reset(store, name, keys or (), dry_run=dry_run)),
+             dry_run)
 
 
 @config_app.command("apply")
@@ -334,72 +407,132 @@ def apply_cmd(file: str = typer.Argument(..., help="A profile to install as ENV.
     from ..config import edit  # noqa: PLC0415
 
     store = _store(profiles)
-    _changes(edit.apply_file(store, cprofiles.active_env(env, store.environ), file,
-                             dry_run=dry_run), dry_run)
+    name = _env(store, env)
+    _changes(_edit(store, name, lambda: edit.apply_file(store, name, file, dry_run=dry_run)),
+             dry_run)
 
 
 # -- live -----------------------------------------------------------------------------------------
 LIVE_OPTIONS = ("env", "interval", "memory_limit", "warning_pct", "critical_pct", "hysteresis_pct")
+# config.apply accepts these and answers "needs a restart" (memtui/agent/config_ops.py)
+RESTART_OPTIONS = ("history", "trace", "trace_frames")
 
 
 @config_app.command()
 def push(pid: int = typer.Argument(..., min=1, help="PID of a process running the agent."),
-         env: Optional[str] = EnvOpt, profiles: Optional[str] = ProfilesOpt,
+         env: Optional[str] = typer.Option(None, "--env", "-e", metavar="ENV",
+                                           help="Environment to push (default: the one the agent "
+                                                "runs; $MEMTUI_ENV is not used)."),
+         profiles: Optional[str] = ProfilesOpt,
          set_: Optional[List[str]] = SetOpt, dry_run: bool = DryRunOpt,
+         force: bool = typer.Option(False, "--force", help="Push --env even though the agent "
+                                                          "runs another environment."),
          socket: Optional[str] = typer.Option(None, "--socket", metavar="PATH"),
          json_: bool = JsonOpt) -> None:
-    """Send the resolved profile to a running agent: components retune live."""
+    """Send the resolved profile to a running agent: components retune live.
+
+    Keys the profile does not set keep the values the agent holds (a schema default never
+    overrides what your code passed to a constructor); they are listed."""
     from ..client import AgentClient  # noqa: PLC0415
     from ..config import validate as cvalidate  # noqa: PLC0415
 
     store = _store(profiles)
-    resolved = _resolve(store, env, set_)
-    problems = cvalidate.check_env(store, resolved.env, set_ or ())
-    if problems:
-        raise CheckFailed(*(["Not pushed: %s is invalid." % resolved.env]
-                            + [str(p._replace(source=view.short_path(p.source)))
-                               for p in problems]))
-    options = {k: v for k, v in cprofiles.agent_options(resolved).items() if k in LIVE_OPTIONS}
-    settings = cprofiles.component_settings(resolved)
+    asked = _env(store, env) if env else None
     with AgentClient(pid=pid, path=socket).connect() as client:
+        running, held = _agent_profile(client)
+        if asked is None and running is None:
+            raise UsageFailure("PID %d does not say which environment it runs; pass --env ENV"
+                               % pid)
+        if asked is not None and running is not None and asked != running and not force:
+            raise UsageFailure("Not pushed: PID %d runs %r, not %r; pass --force to switch it "
+                               "to %s" % (pid, running, asked, asked))
+        resolved = _resolve(store, asked or running, set_)
+        problems = cvalidate.check_env(store, resolved.env, set_ or ())
+        if problems:
+            raise CheckFailed(*(["Not pushed: %s is invalid." % resolved.env]
+                                + [str(p._replace(source=view.short_path(p.source)))
+                                   for p in problems]))
+        options = {k: v for k, v in cprofiles.agent_options(resolved).items()
+                   if k in LIVE_OPTIONS + RESTART_OPTIONS}
+        settings = cprofiles.component_settings(resolved)
+        not_set = sorted(set(cprofiles.flatten(held)) - set(cprofiles.flatten(settings)))
+        next_start = ({"profiler.enabled": False}
+                      if resolved.get("profiler.enabled", True) is False else {})
+        if not json_:
+            console.print("Pushing %s (%s) to PID %d, which runs %s%s." % (
+                resolved.env, ", ".join(view.short_path(f) for f in resolved.files),
+                pid, running or "an unnamed environment",
+                " (--force)" if running and running != resolved.env else ""),
+                style="dim", highlight=False, markup=False, soft_wrap=True)
         result = client.config_apply(settings, options=options, env=resolved.env,
                                      dry_run=dry_run)
+    errors = dict(result.get("errors") or {})
+    restart = {k: errors.pop(k) for k in list(errors)
+               if k.startswith("option ") and "needs a restart" in str(errors[k])}
+    result = dict(result, errors=errors, needs_restart=restart, not_set=not_set,
+                  next_start=next_start, pushed_env=resolved.env, agent_env=running)
     if json_:
         print_json(result)
     else:
         _print_push(pid, resolved.env, result)
-    if result.get("errors"):
+    if errors:
         raise typer.Exit(EXIT_CHECK)
 
 
+def _agent_profile(client: Any) -> tuple:
+    """(the environment the agent runs, the profile sections it holds)."""
+    from ..protocol import RemoteError  # noqa: PLC0415
+
+    try:
+        current = client.config_get()
+    except RemoteError as exc:
+        if exc.code != "unknown_op":
+            raise
+        info = getattr(client, "info", None) or client.request("hello")
+        return info.get("env"), {}
+    held = current.get("settings")
+    return current.get("env"), held if isinstance(held, dict) else {}
+
+
 def _print_push(pid: int, env: str, result: Dict[str, Any]) -> None:
-    verb = "would change" if result.get("dry_run") else "changed"
+    dry = result.get("dry_run")
+    verb = "would change" if dry else "changed"
     lines = 0
+
+    def say(text: str, style: str = "") -> None:
+        console.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+
     for option, (old, new) in sorted((result.get("options") or {}).items()):
-        console.print("agent %s: %s → %s" % (option, old, new), highlight=False, markup=False)
+        say("agent %s: %s → %s" % (option, old, new))
         lines += 1
     for name, (old, new) in sorted((result.get("tuner") or {}).items()):
-        console.print("tuner %s: %s → %s" % (name, old, new), highlight=False, markup=False)
+        say("tuner %s: %s → %s" % (name, old, new))
         lines += 1
     for component, changed in sorted((result.get("changed") or {}).items()):
         for key, new in sorted(changed.items()):
-            console.print("%s %s → %s" % (component, key, new), highlight=False, markup=False)
+            say("%s %s → %s" % (component, key, new))
             lines += 1
+    for option, message in sorted((result.get("needs_restart") or {}).items()):
+        say("agent %s: %s" % (option.split(" ", 1)[-1], message), "yellow")
+    for key in sorted(result.get("next_start") or {}):
+        say("%s = %s: applies at the next start (memtui.start() will start nothing in %s); this "
+            "agent keeps running" % (key, cdiff.render_value(result["next_start"][key]), env),
+            "yellow")
     for component, message in sorted((result.get("errors") or {}).items()):
-        console.print("%s refused: %s" % (component, message), style="red", highlight=False,
-                      markup=False)
+        say("%s refused: %s" % (component, message), "red")
+    if result.get("not_set"):
+        say("Left as they are (the profile does not set them): %s."
+            % ", ".join(result["not_set"]), "yellow")
     summary = ("%s %d setting%s in PID %d (%s)" % (verb, lines, "s"[:lines != 1], pid, env)
                if lines else "Nothing to change in PID %d (%s)" % (pid, env))
-    console.print(summary[0].upper() + summary[1:] + ("; dry run, nothing applied."
-                                                      if result.get("dry_run") else "."),
-                  style="dim", highlight=False)
+    say(summary[0].upper() + summary[1:] + ("; dry run, nothing applied." if dry else "."), "dim")
 
 
 def handle(exc: BaseException) -> int:
     """Print a config failure; return its exit code (None: not ours)."""
     if isinstance(exc, CheckFailed):
         sys.stderr.write(str(exc) + "\n")
-        return EXIT_CHECK
+        return exc.code
     if isinstance(exc, WriteError):
         sys.stderr.write(str(exc) + "\n")
         return EXIT_ERROR

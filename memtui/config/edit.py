@@ -2,10 +2,11 @@
 
 Each edit locks ``.ENV.toml.lock`` next to the file, reads it, edits it with tomlkit (only the
 edited value's bytes change), checks the result as readers will see it (tomllib, check_data,
-check_env) and only then writes: a ``.bak`` of the exact previous bytes, a temp file fsynced and
-renamed over the original. Concurrent memtui writers queue on the lock, each editing what the
-previous one wrote, so both land; a change by another program between read and write is refused
-with WriteError. Dry runs take no lock and write nothing."""
+check_env of the env and of every env that extends it) and only then writes: a ``.bak`` of the
+exact previous bytes, a temp file fsynced and renamed over the original. Only problems the edit
+brings are refused, so a file can be repaired key by key. Concurrent memtui writers queue on the
+lock, each editing what the previous one wrote, so both land; a change by another program between
+read and write is refused with WriteError. Dry runs take no lock and write nothing."""
 from __future__ import annotations
 
 import errno
@@ -27,7 +28,7 @@ from tomlkit.items import InlineTable
 from . import schema
 from .diff import MISSING, comparable  # one '(unset)' sentinel for edits and diffs
 from .errors import ConfigError, Problem, WriteError
-from .profiles import ProfileStore, flatten, parse_assignment
+from .profiles import BOM_MESSAGE, ProfileStore, flatten, parse_assignment, secret_path
 
 LOCK_TIMEOUT = 5.0  # seconds to wait for another memtui's write
 
@@ -38,6 +39,10 @@ class EditResult(NamedTuple):
     after: str  # its text after (== before when nothing changed)
     changes: List[Tuple[str, Any, Any]]  # (key, old, new): the env's resolved values, or MISSING
     written: bool  # False for dry runs and no-op edits
+    # problems the file (or an env extending it) already had and still has: the edit was allowed
+    remaining: Sequence[Problem] = ()
+    # the .bak written (next to the real file when the profile is a symlink); None when none was
+    backup: Optional[str] = None
 
 
 # -- public edits -------------------------------------------------------------------------------
@@ -107,15 +112,20 @@ def reset(store: ProfileStore, env: str, keys: Sequence[str] = (),
     """Make the env's resolved value of each key (every key its chain sets when *keys* is empty;
     a section name means its keys) the schema default: delete it from ENV.toml when the files it
     extends then give the default, else write the default into ENV.toml. Keys without a default
-    (per-name sections, custom.*) are deleted from ENV.toml; ``environment``, ``extends`` stay."""
+    (per-name sections, custom.*, tiers) are deleted from ENV.toml; one only a file it extends
+    sets is refused, naming that file (there is no default to write). ``environment`` and
+    ``extends`` stay."""
     path = store.path(env)
     touched: List[str] = []
 
     def compute(text: str) -> str:
         own_data = _parse(text, path).unwrap()
         inherited: Dict[str, Any] = {}
-        for _name, _path, data in reversed(store.with_content(env, own_data).chain(env)[1:]):
-            inherited.update(flatten({k: v for k, v in data.items() if k != "extends"}))
+        setter: Dict[str, Tuple[str, str]] = {}  # key -> (name, path) of the nearest file
+        for name, fpath, data in reversed(store.with_content(env, own_data).chain(env)[1:]):
+            flat = flatten({k: v for k, v in data.items() if k != "extends"})
+            inherited.update(flat)
+            setter.update((k, (name, fpath)) for k in flat)
         own = flatten({k: v for k, v in own_data.items() if k != "extends"})
         chain_keys = sorted((set(own) | set(inherited)) - set(_KEPT))
         problems: List[Problem] = []
@@ -137,11 +147,16 @@ def reset(store: ProfileStore, env: str, keys: Sequence[str] = (),
             if field is None or field.free or not field.has_default:
                 if key in own:
                     removals.append(key)
+                elif key in inherited:  # nothing here to remove, no default to write
+                    problems.append(_no_default(path, key, *setter[key]))
             elif key in inherited and comparable(key, inherited[key]) != comparable(
                     key, field.default):
                 writes.append((key, field.default))
             elif key in own:
                 removals.append(key)
+        if problems:
+            raise ConfigError("Cannot reset %s (%s without a schema default); nothing was "
+                              "written." % (_show(path), _count("key", problems)), problems)
         after = text
         for key, value in writes:  # first, so a table that gets a default is not removed
             after = _set_in(after, path, key, value)
@@ -151,6 +166,15 @@ def reset(store: ProfileStore, env: str, keys: Sequence[str] = (),
         return _finish(text, doc.as_string())
 
     return _edit(store, env, compute, dry_run, touched)
+
+
+def _no_default(path: str, key: str, name: str, where: str) -> Problem:
+    top = key.split(".")[0]
+    what = ("custom keys have" if top in schema.FREE else "per-name keys have"
+            if top in schema.NAMED else "%s has" % key)
+    return Problem(path, tuple(key.split(".")), "%s is set in %s; %s no schema default — unset "
+                   "it there (--env %s) or set it here" % (key, os.path.basename(where), what,
+                                                          name))
 
 
 def apply_file(store: ProfileStore, env: str, source_path: str,
@@ -168,12 +192,13 @@ def apply_file(store: ProfileStore, env: str, source_path: str,
     return _edit(store, env, lambda _before: text, dry_run, (), create=True, source=source_path)
 
 
-def write_atomic(path: str, text: str, expected: Optional[bytes]) -> None:
+def write_atomic(path: str, text: str, expected: Optional[bytes]) -> Optional[str]:
     """Write *text* to *path* under its lock, provided the file still holds *expected* (None: it
-    must not exist). Any failure raises WriteError and leaves the file byte-identical."""
+    must not exist); returns the .bak written, if any. Any failure raises WriteError and leaves
+    the file byte-identical."""
     target = os.path.realpath(path)
     with _locked(target):
-        _write_locked(target, text, expected)
+        return _write_locked(target, text, expected)
 
 
 # -- the edit cycle -----------------------------------------------------------------------------
@@ -184,6 +209,8 @@ def _edit(store: ProfileStore, env: str, compute: Callable[[str], str], dry_run:
           keys: Sequence[str], create: bool = False, source: Optional[str] = None) -> EditResult:
     path = store.path(env)
     target = os.path.realpath(path)
+    if not create and _read(target) is None:  # no lock file beside a profile that is not there
+        raise _write_error(target, _reason(FileNotFoundError(errno.ENOENT, ""), target))
     with nullcontext() if dry_run else _locked(target):
         raw = _read(target)
         if raw is None and not create:
@@ -191,38 +218,107 @@ def _edit(store: ProfileStore, env: str, compute: Callable[[str], str], dry_run:
         before = _decode(raw or b"", path)
         old = _resolved(store, env, before if raw is not None else None)
         after = compute(before)
-        new = _resolved(store, env, _validated(store, env, path, after, source))
-        written = False
+        data, remaining = _validated(store, env, path, before if raw is not None else None,
+                                     after, source)
+        new = _resolved(store, env, data)
+        written, backup = False, None
         if not dry_run and (after != before or raw is None):
-            _write_locked(target, after, raw)
+            backup = _write_locked(target, after, raw)
             written = True
-    return EditResult(path, before, after, _changes(old, new, keys), written)
+    return EditResult(path, before, after, _changes(old, new, keys), written, remaining, backup)
 
 
-def _validated(store: ProfileStore, env: str, path: str, text: str,
-               source: Optional[str] = None) -> Dict[str, Any]:
-    """The data *text* gives readers, once it passes every check; else ConfigError."""
-    from . import validate  # jsonschema is imported only by commands that check or write
-
+def _validated(store: ProfileStore, env: str, path: str, before: Optional[str], text: str,
+               source: Optional[str] = None) -> Tuple[Dict[str, Any], List[Problem]]:
+    """The data *text* gives readers and the problems it keeps from *before* (None: a new file),
+    once it brings no problem of its own: to the file alone, to the env, or to an env that
+    extends it (compared by source, path and message; a file being replaced by *source* counts
+    as *source*). Else ConfigError listing what it brings."""
     where = source or path
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        if text.startswith("\ufeff"):  # tomllib: "Invalid statement (at line 1, column 1)"
+            raise ConfigError("%s %s; nothing was written." % (_show(where), BOM_MESSAGE),
+                              [Problem(where, (), BOM_MESSAGE)]) from None
         raise ConfigError("%s would not be valid TOML (%s); nothing was written." % (
             _show(where), exc), [Problem(where, (), "not valid TOML: %s" % exc)]) from None
-    problems = list(validate.check_data(data, where))
     try:
-        more = validate.check_env(store.with_content(env, data), env, environ={})
-    except ConfigError as exc:
-        more = exc.problems or [Problem(path, (), str(exc))]
-    said = {(tuple(p.path), p.message) for p in problems}  # check_env repeats the file's own
-    problems += [p for p in more if p not in problems
-                 and not (p.source == path and (tuple(p.path), p.message) in said)]
-    if problems:
-        raise ConfigError("%s (%s); nothing was written." % (
-            "%s cannot replace %s" % (_show(source), _show(path)) if source else
-            "%s would not be valid" % _show(path), _count("problem", problems)), problems)
-    return data
+        old_data: Any = None if before is None else tomllib.loads(before)
+    except tomllib.TOMLDecodeError:
+        old_data = None  # the disk is checked instead: its TOML error is an old problem
+    old_store = store if old_data is None else store.with_content(env, old_data)
+
+    def key(p: Problem) -> Tuple[str, tuple, str]:
+        return (path if p.source == where else p.source, tuple(p.path), p.message)
+
+    had = {key(p) for group in _problems(old_store, env, path, old_data, path) for p in group}
+    edited = store.with_content(env, data)
+    own, *others = _problems(edited, env, path, data, where)
+    new = [p for p in own if key(p) not in had]
+    harm = ["would not be valid"] if new else []
+    broken = []
+    for name, group in zip(_dependents(edited, env), others):
+        more = [p for p in group if key(p) not in had and p not in new]
+        if more:
+            broken.append(name)
+            new += more
+    if broken:
+        harm.append("would break " + ", ".join(broken))
+    remaining = [p for p in _unique(own + [p for g in others for p in g]) if key(p) in had]
+    if new:
+        harm = " and ".join(harm)
+        raise ConfigError("%s (%s%s); nothing was written." % (
+            "%s cannot replace %s: it %s" % (_show(source), _show(path), harm) if source else
+            "%s %s" % (_show(path), harm), _count("problem", new),
+            ", besides %d it already had" % len(remaining) if remaining else ""), new)
+    return data, remaining
+
+
+def _problems(store: ProfileStore, env: str, path: str, data: Any, where: str
+              ) -> List[List[Problem]]:
+    """``[the env's problems, then those of each env extending it (_dependents' order)]``: the
+    file alone (named *where*), the env it resolves to, a secret left masked."""
+    from . import validate  # jsonschema is imported only by commands that check or write
+
+    def env_problems(name: str) -> List[Problem]:
+        try:
+            found = validate.check_env(store, name, environ={})
+        except ConfigError as exc:
+            found = exc.problems or [Problem(path, (), str(exc))]
+        return [p._replace(source=where) if p.source == path else p for p in found]
+
+    own = validate.check_data(data, where) if isinstance(data, dict) else []
+    own += [Problem(where, tuple(k.split(".")), MASKED_SECRET) for k, v in
+            (flatten(data).items() if isinstance(data, dict) else ())
+            if v == schema.MASK and secret_path(k)]
+    return [_unique(own + env_problems(env))] + [env_problems(n) for n in _dependents(store, env)]
+
+
+MASKED_SECRET = ("%s is the mask placeholder from a masked export, not the secret; export with "
+                 "--show-secrets" % schema.MASK)
+
+
+def _dependents(store: ProfileStore, env: str) -> List[str]:
+    """Every other profile whose extends chain reaches *env*."""
+    out = []
+    for name in store.names():
+        seen = [name]
+        while name != env:
+            try:
+                parent = store.read(seen[-1]).get("extends")
+            except (ConfigError, AttributeError):
+                break
+            if parent == env:
+                out.append(name)
+            if not isinstance(parent, str) or parent == env or parent in seen:
+                break
+            seen.append(parent)
+    return out
+
+
+def _unique(problems: List[Problem]) -> List[Problem]:
+    return list(dict.fromkeys(problems))
 
 
 def _resolved(store: ProfileStore, env: str, content: Any) -> Any:
@@ -246,6 +342,8 @@ def _changes(old: Any, new: Any, keys: Sequence[str]) -> List[Tuple[str, Any, An
 
 # -- tomlkit edits ------------------------------------------------------------------------------
 def _parse(text: str, path: str) -> Any:
+    if text.startswith("\ufeff"):
+        raise ConfigError("%s %s." % (_show(path), BOM_MESSAGE), [Problem(path, (), BOM_MESSAGE)])
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
@@ -394,8 +492,9 @@ def _read(path: str) -> Optional[bytes]:
         raise _write_error(path, _reason(exc, path)) from None
 
 
-def _write_locked(path: str, text: str, expected: Optional[bytes]) -> None:
-    """With the lock held: check the file still holds *expected*, keep a .bak, then swap."""
+def _write_locked(path: str, text: str, expected: Optional[bytes]) -> Optional[str]:
+    """With the lock held: check the file still holds *expected*, keep a .bak, then swap.
+    Returns the .bak's path (None for a new file)."""
     try:
         data = text.encode("utf-8")
         current = _read(path)
@@ -403,11 +502,12 @@ def _write_locked(path: str, text: str, expected: Optional[bytes]) -> None:
             raise _write_error(path, "it was created meanwhile" if expected is None else
                                "it was deleted meanwhile" if current is None else
                                "it changed on disk after it was read (try again)")
-        mode = owner = None
+        mode = owner = backup = None
         if current is not None:
             st = os.stat(path)
             mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
-            _replace(path + ".bak", current, mode, owner)
+            backup = path + ".bak"
+            _replace(backup, current, mode, owner)
         _replace(path, data, mode, owner)
     except WriteError:
         raise
@@ -419,6 +519,7 @@ def _write_locked(path: str, text: str, expected: Optional[bytes]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    return backup
 
 
 def _replace(target: str, data: bytes, mode: Optional[int], owner: Optional[Tuple[int, int]]

@@ -10,10 +10,22 @@ import os
 import tomllib
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from ..agent.monitor import SETTING_KEYS as AGENT_SETTINGS
 from ..agent.startup import (_ENV_NAME, DEFAULT_DIR, DEFAULT_ENV, DIR_VAR,  # noqa: F401
                              ENV_VAR, VAR_PREFIX)
 from . import schema
 from .errors import ConfigError, Problem
+
+
+BOM_MESSAGE = "starts with a byte-order mark; save it as UTF-8 without BOM"
+
+
+def _starts_with_bom(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
 
 
 class Layer(NamedTuple):
@@ -174,8 +186,25 @@ class Resolved:
         return {"env": self.env, "directory": self.directory, "files": self.files, "keys": rows}
 
 
+def secret_path(key: str) -> bool:
+    """True when *key* or any table above it is secret (``schema.is_secret`` on every prefix):
+    ``custom.db_password``, ``custom.db.password``, ``custom.secrets.host``."""
+    parts = key.split(".")
+    return any(schema.is_secret(".".join(parts[:i])) for i in range(len(parts), 0, -1))
+
+
 def masked(key: str, value: Any, mask: bool = True) -> Any:
-    return schema.MASK if mask and schema.is_secret(key) else value
+    """*value* with every secret in it replaced by ``schema.MASK``: the whole value when *key*
+    (or a table above it) is secret, else each secret-looking key inside tables and lists."""
+    if not mask:
+        return value
+    if secret_path(key):
+        return schema.MASK
+    if isinstance(value, Mapping):
+        return {k: masked("%s.%s" % (key, k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(key, v) for v in value]
+    return value
 
 
 class ProfileStore:
@@ -240,6 +269,9 @@ class ProfileStore:
                               [Problem(path, (), "no such file (profiles here: %s)" % have)]
                               ) from None
         except tomllib.TOMLDecodeError as exc:
+            if _starts_with_bom(path):  # tomllib's "Invalid statement (at line 1, column 1)"
+                raise ConfigError("%s %s." % (path, BOM_MESSAGE),
+                                  [Problem(path, (), BOM_MESSAGE)]) from None
             raise ConfigError("%s is not valid TOML: %s." % (path, exc),
                               [Problem(path, (), "not valid TOML: %s" % exc)]) from None
         except OSError as exc:
@@ -349,7 +381,9 @@ def agent_options(resolved: Resolved) -> Dict[str, Any]:
 
 def component_settings(resolved: Resolved) -> Dict[str, Any]:
     """The sections the agent hands to components (``Agent.apply_settings``): explicit values of
-    keys that components act on, with 'no bound' zeros as None; plus ``tuner`` for the agent."""
+    keys that components act on, with 'no bound' zeros as None; plus ``tuner``, and the
+    ``profiler`` and ``alerts`` keys of AGENT_SETTINGS (snapshots, alerts, pressure actions), for
+    the agent."""
     explicit = resolved.explicit()
     out: Dict[str, Any] = {}
     for section in COMPONENT_SECTIONS:
@@ -371,6 +405,8 @@ def component_settings(resolved: Resolved) -> Dict[str, Any]:
     if isinstance(tuner, dict):
         out["tuner"] = {k: v for k, v in tuner.items() if k in ("enabled", "gc_thresholds",
                                                                   "gc_freeze")}
+    out.update(nest({k: c[0].value for k, c in resolved.chains.items()
+                     if k in AGENT_SETTINGS and c[0].kind != "default"}))
     return out
 
 

@@ -135,11 +135,20 @@ def suggest(key: str) -> str:
 
     candidates = known_keys()
     parts = key.split(".")
+    if len(parts) >= 2 and parts[0] in NAMED:
+        pattern = load_schema()["properties"][parts[0]].get("propertyNames", {}).get("pattern")
+        if pattern and not re.fullmatch(pattern, parts[1]):  # caches."bad name".ttl
+            return " (%r is not a valid name in %s: letters, digits, _ and - only)" % (
+                parts[1], parts[0])
     if len(parts) >= 3 and parts[0] in NAMED:  # caches.users.max_entires -> caches.users.max_entries
-        base = NAMED[parts[0]]
-        candidates = ["%s.%s.%s" % (parts[0], parts[1], k.split(".", 1)[1])
-                      for k in candidates if k.startswith(base + ".")]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.75)
+        base = NAMED[parts[0]]  # compared without "caches.users.", which would match anything
+        rest = ".".join(parts[2:])
+        close = difflib.get_close_matches(
+            rest, [k.split(".", 1)[1] for k in candidates
+                   if k.startswith(base + ".") and k.split(".", 1)[1] != rest], n=1, cutoff=0.75)
+        return " (did you mean %s.%s.%s?)" % (parts[0], parts[1], close[0]) if close else ""
+    # never the key itself: it is unknown for another reason than its spelling
+    close = difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.75)
     return " (did you mean %s?)" % close[0] if close else ""
 
 

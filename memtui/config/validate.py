@@ -3,8 +3,9 @@ every problem at once as ``SOURCE::$.json.path: message``.
 
 ``check_data`` checks one profile's content, ``check_file`` one file on disk, ``check_env`` an
 environment as a whole (each file of its ``extends`` chain alone, then the resolved profile with
-env vars and ``--set`` overrides, every problem attributed to whatever supplied the value) and
-``check_all`` every profile in a directory. jsonschema is imported on first use only.
+env vars and ``--set`` overrides, every problem attributed to whatever supplied the value; a
+problem of a file it extends that the file does not have alone ends in ``(in ENV)``) and ``check_all`` every profile in a
+directory. jsonschema is imported on first use only.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import schema
 from .errors import ConfigError, Problem
-from .profiles import ProfileStore, Resolved, nest
+from .profiles import BOM_MESSAGE, ProfileStore, Resolved, nest
 
 __all__ = ["check_all", "check_data", "check_env", "check_file", "problems_json"]
 
@@ -74,12 +75,17 @@ def _validator() -> Any:
                 yield ValidationError(_not_a_unit(unit, instance), validator="x-unit")
             return
         low, high = node.get("minimum"), node.get("maximum")
+        above, below = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
         if low is not None and value < low:
             yield ValidationError("%s is below the minimum of %s"
                                   % (_describe(instance, unit), _human(low, unit)))
+        if above is not None and value <= above:
+            yield ValidationError(_not_beyond(instance, unit, "above", above))
         if high is not None and value > high:
             yield ValidationError("%s is above the maximum of %s"
                                   % (_describe(instance, unit), _human(high, unit)))
+        if below is not None and value >= below:
+            yield ValidationError(_not_beyond(instance, unit, "below", below))
 
     base = Draft202012Validator
     # TOML keeps 3 and 3.0 apart: an integer key takes ints only (JSON Schema would accept 3.0).
@@ -155,6 +161,11 @@ def _describe(value: Any, unit: Optional[str]) -> str:
     return written if same else "%s (%s)" % (written, human)
 
 
+def _not_beyond(value: Any, unit: Optional[str], side: str, bound: Any) -> str:
+    """An exclusive bound: ``0s must be above 0s``, ``100 must be below 100``."""
+    return "%s must be %s %s" % (_describe(value, unit), side, _human(bound, unit))
+
+
 def _not_a_unit(unit: str, value: Any) -> str:
     return ("%r is not a size (%s)" % (value, _SIZE_HINT) if unit == "bytes"
             else "%r is not a duration (%s)" % (value, _DURATION_HINT))
@@ -201,12 +212,12 @@ def _message(error: Any, path: Tuple[Any, ...]) -> Optional[str]:
         return "expected one of %s, got %s" % (", ".join(str(v) for v in limit), _show(value))
     if kind == "const":
         return "expected %s, got %s" % (_show(limit), _show(value))
-    if kind in ("minimum", "exclusiveMinimum"):
-        return "%s is below the %sminimum of %s" % (
-            _describe(value, unit), "exclusive " if kind[0] == "e" else "", _human(limit, unit))
-    if kind in ("maximum", "exclusiveMaximum"):
-        return "%s is above the %smaximum of %s" % (
-            _describe(value, unit), "exclusive " if kind[0] == "e" else "", _human(limit, unit))
+    if kind == "minimum":
+        return "%s is below the minimum of %s" % (_describe(value, unit), _human(limit, unit))
+    if kind == "maximum":
+        return "%s is above the maximum of %s" % (_describe(value, unit), _human(limit, unit))
+    if kind in ("exclusiveMinimum", "exclusiveMaximum"):
+        return _not_beyond(value, unit, "above" if kind == "exclusiveMinimum" else "below", limit)
     if kind in ("minItems", "maxItems"):
         count = len(value) if isinstance(value, list) else 0
         if node.get("minItems") == node.get("maxItems"):
@@ -217,11 +228,14 @@ def _message(error: Any, path: Tuple[Any, ...]) -> Optional[str]:
         if "propertyNames" in error.absolute_schema_path:
             return "%r is not a valid name (letters, digits, _ and - only)" % value
         if unit in ("bytes", "seconds"):
-            if value.strip().startswith("-") and node.get("minimum") is not None:
+            low, above = node.get("minimum"), node.get("exclusiveMinimum")
+            if value.strip().startswith("-") and (low is not None or above is not None):
                 try:
                     _magnitude(unit, value.strip()[1:])
-                    return "%s is below the minimum of %s" % (value.strip(),
-                                                              _human(node["minimum"], unit))
+                    if low is not None:
+                        return "%s is below the minimum of %s" % (value.strip(),
+                                                                  _human(low, unit))
+                    return _not_beyond(value.strip(), unit, "above", above)
                 except ValueError:
                     pass
             return _not_a_unit(unit, value)
@@ -341,7 +355,12 @@ def check_file(path: str) -> List[Problem]:
     except IsADirectoryError:
         return [Problem(path, (), "is a directory, not a profile file")]
     except tomllib.TOMLDecodeError as exc:
-        return [Problem(path, (), "not valid TOML: %s" % exc)]
+        try:  # tomllib says "Invalid statement (at line 1, column 1)" about a byte-order mark
+            with open(path, "rb") as fh:
+                bom = fh.read(3) == b"\xef\xbb\xbf"
+        except OSError:
+            bom = False
+        return [Problem(path, (), BOM_MESSAGE if bom else "not valid TOML: %s" % exc)]
     except UnicodeDecodeError as exc:
         return [Problem(path, (), "not valid TOML: not UTF-8 (%s)" % exc.reason)]
     except OSError as exc:
@@ -403,12 +422,20 @@ def _check_env(store: ProfileStore, env: str, overrides: Sequence[str],
         return exc.problems or [Problem(str(env), (), str(exc))]
     problems: List[Problem] = []
     files: List[str] = []
+    missing: Optional[str] = None  # a file named by extends that does not exist
     name: Optional[str] = env
     while name is not None and store.path(name) not in files:  # each file alone
         try:
             data = store.read(name)
         except ConfigError as exc:
-            problems += exc.problems
+            if files and name not in store.overlay and not os.path.exists(store.path(name)):
+                missing = store.path(name)
+                problems.append(Problem(files[-1], ("extends",), "extends %r but %s does not "
+                                        "exist (profiles here: %s)" % (
+                                            name, os.path.basename(missing),
+                                            ", ".join(store.names()) or "none")))
+            else:
+                problems += exc.problems
             break
         files.append(store.path(name))
         if files[-1] not in checked:
@@ -430,8 +457,8 @@ def _check_env(store: ProfileStore, env: str, overrides: Sequence[str],
     try:
         store.chain(env)  # missing files, extends loops, a bad extends
     except ConfigError as exc:
-        add(exc.problems or [Problem(files[0] if files else env, ("extends",), str(exc))],
-            same_place=True)
+        add([p for p in exc.problems if p.source != missing] if exc.problems else
+            [Problem(files[0] if files else env, ("extends",), str(exc))], same_place=True)
         return _ordered(problems, files)
 
     environ = store.environ if environ is None else environ
@@ -448,7 +475,13 @@ def _check_env(store: ProfileStore, env: str, overrides: Sequence[str],
     values = nest(resolved.flat)
     found = [(tuple(path), message) for path, message in _schema_problems(values)]
     found += [(tuple(path), message) for path, message in schema.cross_field_problems(values)]
-    add(Problem(_layer_source(resolved, path), path, message) for path, message in found)
+    said = set(problems)
+    for path, message in found:
+        problem = Problem(_layer_source(resolved, path), path, message)
+        if problem not in said and problem.source in files[1:]:
+            # a file this env extends (maybe shared by others) is fine alone but not here
+            problem = problem._replace(message="%s (in %s)" % (message, env))
+        add([problem])
     layer = resolved.source("environment")
     if (layer is not None and layer.kind == "file" and files and layer.source != files[0]
             and isinstance(layer.value, str) and layer.value != env):

@@ -100,6 +100,38 @@ def test_without_a_directory_the_env_is_a_label_and_env_vars_still_apply(tmp_pat
                                                       {"cache": {"max_entries": 9}})
 
 
+def test_an_implicit_profiles_dir_without_toml_files_is_not_a_profiles_dir(tmp_path, monkeypatch):
+    """./profiles may be anything (a Django app package): only a named directory, or one holding
+    a *.toml, makes the profile mandatory."""
+    app = tmp_path / "profiles"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "models.py").write_text("")
+    (app / "migrations").mkdir()
+    monkeypatch.chdir(tmp_path)
+    p = plan(environ={"MEMTUI__CACHE__MAX_ENTRIES": "9"})
+    assert (p.options.env, p.profile, p.settings) == ("dev", None, {"cache": {"max_entries": 9}})
+    assert plan("prod", environ={}).profile is None
+    for named in ({"profiles": str(app)}, {"environ": {"MEMTUI_PROFILES": str(app)}}):
+        with pytest.raises(ProfileError, match="No profile 'dev'"):
+            plan(**dict({"environ": {}}, **named))
+    (app / "base.toml").write_text("")  # a profiles directory after all: dev.toml is missing
+    with pytest.raises(ProfileError, match="No profile 'dev'"):
+        plan(environ={})
+
+
+def test_start_next_to_an_unrelated_profiles_package(tmp_path, runtime_dir):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "__init__.py").write_text("")
+    out = run_python("""
+        import memtui
+        a = memtui.start()
+        print(a is not None, a.options.env, a.profile)
+        memtui.stop()
+    """, tmp_path, {"MEMTUI_RUNTIME_DIR": runtime_dir})
+    assert out.stdout.split() == ["True", "dev", "None"], out.stderr
+
+
 @pytest.mark.parametrize("setup, words", [
     (lambda d: None, ["'prod'", "prod.toml", "does not exist"]),  # named directory, no file
     (lambda d: write(d, "prod", "[cache\n"), ["prod.toml", "not valid TOML"]),

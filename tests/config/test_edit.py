@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, as_nobody, needs_root, run_in_fork
@@ -85,9 +85,14 @@ def leftovers(directory) -> list:
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(str(directory), ".*.tmp")))
 
 
+def toml_lines(text: str) -> list:
+    """Lines as TOML has them: split at \\n only (str.splitlines() also splits at U+0085,
+    U+2028... which a TOML string may hold)."""
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
 def changed_lines(before: str, after: str) -> list:
-    matcher = difflib.SequenceMatcher(a=before.splitlines(True), b=after.splitlines(True),
-                                      autojunk=False)
+    matcher = difflib.SequenceMatcher(a=toml_lines(before), b=toml_lines(after), autojunk=False)
     return [op for op in matcher.get_opcodes() if op[0] != "equal"]
 
 
@@ -197,7 +202,7 @@ def test_crlf_files_keep_crlf(tmp_path):
 # -- the property: one key set, its value resolved, every other line untouched -------------------
 CROSS_FIELD_SAFE = {  # ranges that keep the cross-field rules true against BASE and DEV
     "min_size": (0, 20), "default_size": (0, 20), "scale_up_threshold": (0.31, 1.0),
-    "scale_down_threshold": (0.0, 0.79), "warning_pct": (0, 94), "critical_pct": (81, 100)}
+    "scale_down_threshold": (0.0, 0.79), "warning_pct": (0.5, 94), "critical_pct": (81, 100)}
 SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000 ** 2, "MiB": 1024 ** 2,
               "GiB": 1024 ** 3}
 DURATION_UNITS = {"": 1, "s": 1, "ms": 0.001, "m": 60, "h": 3600}
@@ -205,10 +210,17 @@ BOOLS = [("true", True), ("yes", True), ("on", True), ("1", True), ("false", Fal
          ("no", False), ("off", False), ("0", False)]
 
 
+# the property edits DEV with both tiers configured: a tier needs its max_bytes, so its other
+# keys can only be set where it exists
+TIERED = DEV + '\n[cache.tiers.warm]\nmax_bytes = "64MiB"  # warm\n\n[cache.tiers.cold]\n' \
+               'max_bytes = "1GiB"\n'
+
+
 def _fixed_keys():
     keys = [f.key for f in schema.leaves() if f.key not in ("environment", "extends")]
-    keys += ["cache.tiers.%s.%s" % (tier, k) for tier, k in (
-        ("warm", "max_bytes"), ("warm", "compression"), ("cold", "path"), ("cold", "persist"))]
+    tiers = schema.lookup("cache.tiers").spec["properties"]
+    keys += ["cache.tiers.%s.%s" % (tier, k) for tier in ("warm", "cold")
+             for k in tiers[tier]["properties"]]
     return keys
 
 
@@ -223,8 +235,10 @@ def _values(key: str):
     """(text to set, the magnitude it must resolve to) for *key*."""
     field = schema.lookup(key)
     spec = field.spec
-    low, high = CROSS_FIELD_SAFE.get(key.rsplit(".", 1)[-1],
-                                     (spec.get("minimum", 0), spec.get("maximum", 10 ** 6)))
+    step = 0.001 if field.unit == "seconds" or "number" in field.types else 1
+    low = spec.get("minimum", spec.get("exclusiveMinimum", -step) + step)
+    high = spec.get("maximum", spec.get("exclusiveMaximum", 10 ** 6 + step) - step)
+    low, high = CROSS_FIELD_SAFE.get(key.rsplit(".", 1)[-1], (low, high))
     if "enum" in spec:
         return st.sampled_from(spec["enum"]).map(lambda v: (v, v))
     if field.unit == "bytes":
@@ -264,11 +278,14 @@ def _magnitude(field, value):
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ASSIGNMENTS)
+@example(("cache.tiers.cold.path", "\x85", "\x85"))  # U+0085 and U+2028 end no TOML line
+@example(("profiler.output_dir", "a\u2028b", "a\u2028b"))
+@example(("cache.tiers.warm.compression", "9", 9))  # a new key in an out-of-order table
 def test_property_set_then_resolve_and_only_one_line_changes(assignment):
     key, text, want = assignment
     field = schema.lookup(key)
     with tempfile.TemporaryDirectory() as tmp:
-        store = make_profiles(tmp)
+        store = make_profiles(tmp, dev=TIERED)
         result = edit.set_values(store, "dev", ["%s=%s" % (key, text)])
         got = ProfileStore(tmp, {}).resolve("dev").get(key)
         if field.unit == "seconds":
@@ -278,17 +295,17 @@ def test_property_set_then_resolve_and_only_one_line_changes(assignment):
         else:
             assert got == want and type(got) is type(want), (got, want)
         assert (Path(tmp) / "dev.toml").read_text() == result.after
-        ops = changed_lines(DEV, result.after)
-        after = result.after.splitlines(True)
+        ops = changed_lines(TIERED, result.after)
+        after = toml_lines(result.after)
         leaf = key.rsplit(".", 1)[-1]
         if not ops:
-            assert not result.written and result.after == DEV
+            assert not result.written and result.after == TIERED
             return
         assert len(ops) == 1, ops
         tag, i1, i2, j1, j2 = ops[0]
         if tag == "replace":  # a key edited in place: its line only, inline comment kept
             assert i2 - i1 == 1 and j2 - j1 == 1, ops
-            old_line, new_line = DEV.splitlines(True)[i1], after[j1]
+            old_line, new_line = toml_lines(TIERED)[i1], after[j1]
             assert old_line.split("=")[0] == new_line.split("=")[0]
             comment = re.search(r"  +#[^\"'=]*$", old_line)
             assert comment is None or new_line.endswith(comment.group()), (old_line, new_line)
@@ -302,7 +319,7 @@ def test_property_set_then_resolve_and_only_one_line_changes(assignment):
                 assert j2 == len(after) and added[0] == "\n", added
                 assert added[1].startswith("[") and added[2].startswith(leaf + " = "), added
                 assert len(added) == 3
-        assert (Path(tmp) / "dev.toml.bak").read_text() == DEV
+        assert (Path(tmp) / "dev.toml.bak").read_text() == TIERED
         assert leftovers(tmp) == []
 
 
@@ -752,3 +769,145 @@ def test_an_exception_mid_write_removes_the_temp_file(store, monkeypatch):
     assert_one_sentence(info.value, store.path("dev"), "Input/output error")
     assert dev_path(store).read_bytes() == before
     assert leftovers(store.directory) == []
+
+
+# -- review findings -----------------------------------------------------------------------------
+def _envs(directory, **files) -> ProfileStore:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / (name + ".toml")).write_text(text)
+    return ProfileStore(str(directory), {})
+
+
+def test_editing_a_base_checks_every_env_that_extends_it(tmp_path):
+    store = _envs(tmp_path, base="[pool]\nmax_size = 20\n",
+                  dev='extends = "base"\nenvironment = "dev"\n[pool]\nmax_size = 4\n',
+                  prod='extends = "base"\nenvironment = "prod"\n',
+                  other='environment = "other"\n[pool]\nmax_size = 1\n')
+    before = Path(store.path("base")).read_bytes()
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError) as info:
+            edit.set_values(store, "base", ["pool.min_size=6"], dry_run=dry_run)
+        assert info.value.lines() == [
+            store.path("base") + "::$.pool.min_size: min_size 6 is above max_size 4 (in dev)"]
+        assert "base.toml would break dev" in str(info.value), str(info.value)
+    assert Path(store.path("base")).read_bytes() == before
+    assert not os.path.exists(store.path("base") + ".bak")
+    # what breaks no environment goes through; prod (max_size 20) and other are fine with 3
+    assert edit.set_values(store, "base", ["pool.min_size=3"]).written
+    # unset too: base's max_size going leaves dev alone (it sets its own)
+    assert edit.unset_values(store, "base", ["pool.max_size"]).written
+
+
+def test_an_edit_may_leave_problems_the_file_already_had(tmp_path):
+    store = _envs(tmp_path, dev='environment = "dev"\n[cache]\nttl = -5\nmax_entries = 10\n'
+                               '[caches.users]\nttl = -7\n')
+    result = edit.set_values(store, "dev", ["cache.max_entries=20"])
+    assert result.written and result.changes == [("cache.max_entries", 10, 20)]
+    assert [str(p).split("::")[1] for p in result.remaining] == [
+        "$.cache.ttl: -5s is below the minimum of 0s",
+        "$.caches.users.ttl: -7s is below the minimum of 0s"]
+    # repaired key by key: each edit removes one problem, the other remains
+    result = edit.set_values(store, "dev", ["cache.ttl=5"])
+    assert result.written and [p.path for p in result.remaining] == [("caches", "users", "ttl")]
+    result = edit.unset_values(store, "dev", ["caches.users.ttl"])
+    assert result.written and result.remaining == []
+    # a problem the edit brings is still refused, and only it is reported
+    (Path(store.path("dev"))).write_text('environment = "dev"\n[cache]\nttl = -5\n')
+    with pytest.raises(ConfigError) as info:
+        edit.set_values(store, "dev", ["pool.max_size=0"])
+    assert [p.path for p in info.value.problems] == [("pool", "max_size")]
+    assert "1 problem" in str(info.value) and "already had" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("key", ["custom.db_password", "custom.api_token", "custom.db.secret"])
+def test_the_mask_placeholder_is_refused_as_a_secret_value(store, tmp_path, key):
+    before = dev_path(store).read_bytes()
+    with pytest.raises(ConfigError) as info:
+        edit.set_values(store, "dev", ["%s=%s" % (key, schema.MASK)])
+    assert len(info.value.problems) == 1
+    assert "mask placeholder from a masked export" in info.value.lines()[0]
+    assert "--show-secrets" in info.value.lines()[0]
+    source = tmp_path / "export.toml"
+    parts = key.split(".")
+    source.write_text('extends = "base"\nenvironment = "dev"\n[%s]\n%s = "%s"\n'
+                      % (".".join(parts[:-1]), parts[-1], schema.MASK))
+    with pytest.raises(ConfigError) as info:
+        edit.apply_file(store, "dev", str(source))
+    assert info.value.lines() == [str(source) + "::$.%s: %s is the mask placeholder from a "
+                                  "masked export, not the secret; export with --show-secrets"
+                                  % (key, schema.MASK)]
+    assert dev_path(store).read_bytes() == before
+    # not a secret: any text goes
+    assert edit.set_values(store, "dev", ["custom.note=%s" % schema.MASK]).written
+
+
+def test_reset_of_a_per_name_key_another_file_sets_is_refused_with_the_file(tmp_path):
+    store = _envs(tmp_path, base='[caches.sessions]\nttl = "20s"\n[custom]\nflag = true\n',
+                  dev='extends = "base"\nenvironment = "dev"\n[caches.orders]\nttl = "1m"\n')
+    before = Path(store.path("dev")).read_bytes()
+    with pytest.raises(ConfigError) as info:
+        edit.reset(store, "dev", ["caches.sessions.ttl"])
+    assert info.value.lines() == [
+        store.path("dev") + "::$.caches.sessions.ttl: caches.sessions.ttl is set in base.toml; "
+        "per-name keys have no schema default — unset it there (--env base) or set it here"]
+    with pytest.raises(ConfigError) as info:  # a bare reset says so too, for every such key
+        edit.reset(store, "dev")
+    assert [".".join(p.path) for p in info.value.problems] == ["caches.sessions.ttl",
+                                                               "custom.flag"]
+    assert "custom keys have no schema default" in info.value.lines()[1]
+    assert Path(store.path("dev")).read_bytes() == before
+    # set in this file: removed
+    result = edit.reset(store, "dev", ["caches.orders.ttl"])
+    assert result.written and "caches.orders" not in result.after
+
+
+def test_no_lock_file_for_an_env_that_does_not_exist(store, tmp_path):
+    for attempt in (lambda: edit.set_values(store, "prodd", ["cache.ttl=1"]),
+                    lambda: edit.unset_values(store, "prodd", ["cache.ttl"]),
+                    lambda: edit.reset(store, "prodd")):
+        with pytest.raises(WriteError):
+            attempt()
+    assert sorted(os.listdir(store.directory)) == ["base.toml", "dev.toml"]
+    source = tmp_path / "new.toml"
+    source.write_text('extends = "base"\nenvironment = "prodd"\n')
+    assert edit.apply_file(store, "prodd", str(source), dry_run=True).backup is None
+    assert sorted(os.listdir(store.directory)) == ["base.toml", "dev.toml"]
+    result = edit.apply_file(store, "prodd", str(source))  # a new env: no .bak to claim
+    assert result.written and result.backup is None
+    assert not os.path.exists(store.path("prodd") + ".bak")
+
+
+def test_the_result_names_the_backup_it_wrote(store, tmp_path):
+    assert edit.set_values(store, "dev", ["cache.max_entries=1"], dry_run=True).backup is None
+    result = edit.set_values(store, "dev", ["cache.max_entries=1"])
+    assert result.backup == store.path("dev") + ".bak" and os.path.exists(result.backup)
+    assert edit.set_values(store, "dev", ["cache.max_entries=1"]).backup is None  # no-op
+    # a profile that is a symlink: the real file is replaced, its .bak lies next to it
+    real = tmp_path / "elsewhere" / "dev.toml"
+    real.parent.mkdir()
+    real.write_bytes(dev_path(store).read_bytes())
+    dev_path(store).unlink()
+    dev_path(store).symlink_to(real)
+    result = edit.set_values(store, "dev", ["cache.max_entries=2"])
+    assert result.backup == str(real) + ".bak" and os.path.exists(result.backup)
+    assert os.path.islink(store.path("dev")) and "max_entries = 2" in real.read_text()
+
+
+def test_a_byte_order_mark_is_named_and_apply_can_replace_the_file(store, tmp_path):
+    bom = b"\xef\xbb\xbf" + dev_path(store).read_bytes()
+    dev_path(store).write_bytes(bom)
+    with pytest.raises(ConfigError) as info:
+        edit.set_values(store, "dev", ["cache.max_entries=1"])
+    assert "starts with a byte-order mark; save it as UTF-8 without BOM" in str(info.value)
+    assert dev_path(store).read_bytes() == bom
+    source = tmp_path / "fixed.toml"
+    source.write_bytes(bom)
+    with pytest.raises(ConfigError) as info:
+        edit.apply_file(store, "dev", str(source))
+    assert info.value.lines() == [
+        str(source) + "::$: starts with a byte-order mark; save it as UTF-8 without BOM"]
+    source.write_bytes(bom[3:])
+    assert edit.apply_file(store, "dev", str(source)).written
+    assert dev_path(store).read_bytes() == bom[3:]

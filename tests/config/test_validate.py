@@ -51,7 +51,7 @@ VALID = """
     ttl = "5m"
     max_bytes = "256MiB"
     max_entries = 10000
-    tiers = { warm = { max_bytes = "64MiB" }, cold = { path = "/var/cache", persist = true } }
+    tiers = { warm = { max_bytes = "64MiB" }, cold = { path = "/var/cache", max_bytes = "1GiB" } }
 
     [caches.users]
     max_entries = 500
@@ -143,7 +143,8 @@ def test_unit_leaves_take_a_number_or_a_string_with_a_pattern():
     for key, node, _in_defs in _all_leaves():
         if node.get("x-unit") in ("bytes", "seconds"):
             types = node["type"] if isinstance(node["type"], list) else [node["type"]]
-            if "string" not in types or "pattern" not in node or "minimum" not in node:
+            if "string" not in types or "pattern" not in node or not (
+                    "minimum" in node or "exclusiveMinimum" in node):
                 bad.append(key)
             want = "integer" if node["x-unit"] == "bytes" else "number"
             if want not in types:
@@ -169,7 +170,10 @@ def test_every_string_default_of_a_unit_key_parses_within_range():
     for field in schema.leaves():
         if field.unit in ("bytes", "seconds") and field.has_default:
             value = schema.magnitude(field, field.default)
-            assert field.spec["minimum"] <= value <= field.spec["maximum"], field.key
+            spec = field.spec
+            assert spec.get("minimum", value) <= value <= spec.get("maximum", value), field.key
+            assert spec.get("exclusiveMinimum", value - 1) < value, field.key
+            assert value < spec.get("exclusiveMaximum", value + 1), field.key
 
 
 # -- every error at once --------------------------------------------------------------------------
@@ -234,9 +238,29 @@ def test_unknown_keys_in_named_sections_and_deep_tables():
                 "cache": {"tiers": {"warm": {"compresion": 3}, "hot": {}}}}) == [
         "$.cache.tiers.hot: unknown key 'hot' (keys here: warm, cold)",
         "$.cache.tiers.warm.compresion: unknown key 'compresion' (did you mean compression?)",
+        "$.cache.tiers.warm.max_bytes: required key missing",
         "$.caches.users.max_entires: unknown key 'max_entires' (did you mean max_entries?)",
         "$.worker_pools.io.max_worker: unknown key 'max_worker' (did you mean max_workers?)",
     ]
+
+
+def test_a_tier_needs_a_budget_reported_at_the_missing_key(tmp_path):
+    path = write(tmp_path, "dev", """
+        [cache.tiers.warm]
+        compression = 6
+        [caches.users.tiers.cold]
+        path = "/var/cache"
+    """)
+    assert lines(check_file(path)) == [
+        path + "::$.cache.tiers.warm.max_bytes: required key missing",
+        path + "::$.caches.users.tiers.cold.max_bytes: required key missing",
+    ]
+    assert one({"cache": {"tiers": {"warm": {"max_bytes": "64MiB"}}}}) == []
+    # a tier exists only when configured: no per-key defaults inside it
+    for tier in ("warm", "cold"):
+        for key in schema.load_schema()["properties"]["cache"]["properties"]["tiers"][
+                "properties"][tier]["properties"]:
+            assert not schema.lookup("cache.tiers.%s.%s" % (tier, key)).has_default, key
 
 
 def test_custom_takes_any_key_and_value():
@@ -272,7 +296,7 @@ def test_a_bad_section_name_is_reported_at_the_name():
     ({"pool": {"max_size": 5000}}, "$.pool.max_size: 5000 is above the maximum of 1024"),
     ({"pool": {"max_size": 0}}, "$.pool.max_size: 0 is below the minimum of 1"),
     ({"alerts": {"warning_pct": 100.5}},
-     "$.alerts.warning_pct: 100.5 is above the maximum of 100"),
+     "$.alerts.warning_pct: 100.5 must be below 100"),
     ({"profiler": {"history": 3.0}}, "$.profiler.history: expected an integer, got 3.0"),
     ({"environment": "my env"},
      "$.environment: 'my env' is not an environment name (letters, digits, _ and - only)"),
@@ -331,6 +355,23 @@ def test_a_date_is_named_as_such():
 ])
 def test_unit_values_are_range_checked_with_readable_numbers(data, expected):
     assert one(data) == [expected]
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"pool": {"scale_down_after": 0}}, "$.pool.scale_down_after: 0s must be above 0s"),
+    ({"pool": {"scale_down_after": "0ms"}}, "$.pool.scale_down_after: 0ms (0s) must be above 0s"),
+    ({"pool": {"scale_down_after": "-1s"}}, "$.pool.scale_down_after: -1s must be above 0s"),
+    ({"workers": {"idle_timeout": "0s"}}, "$.workers.idle_timeout: 0s must be above 0s"),
+    ({"alerts": {"warning_pct": 0}}, "$.alerts.warning_pct: 0 must be above 0"),
+    ({"alerts": {"warning_pct": 100, "critical_pct": 100}},
+     "$.alerts.warning_pct: 100 must be below 100"),
+    ({"pool": {"scale_up_threshold": 0}}, "$.pool.scale_up_threshold: 0 must be above 0"),
+    ({"pool": {"scale_down_threshold": 1.0}}, "$.pool.scale_down_threshold: 1 must be below 1"),
+])
+def test_exclusive_bounds_for_numbers_and_unit_strings(data, expected):
+    """Components refuse these (a duration must be > 0, 0 < warning_pct < critical_pct): the
+    schema says so with exclusiveMinimum/exclusiveMaximum, for unit strings too."""
+    assert one(data)[:1] == [expected]
 
 
 @pytest.mark.parametrize("value", ["512MiB", "2GB", "1.5KiB", " 64 mib ", 0, "0", "64TiB",
@@ -393,7 +434,7 @@ def test_cross_field_across_an_extends_chain_names_the_file_of_the_reported_valu
     assert check_file(base) == [] and check_file(dev) == []  # each is fine alone
     assert lines(check_env(store(tmp_path), "dev")) == [
         dev + "::$.pool.min_size: min_size 5 is above max_size 3",
-        base + "::$.alerts.warning_pct: warning_pct 90 must be below critical_pct 85",
+        base + "::$.alerts.warning_pct: warning_pct 90 must be below critical_pct 85 (in dev)",
     ]
     assert check_env(store(tmp_path), "base") == []
 
@@ -410,8 +451,19 @@ def test_a_cross_field_problem_in_a_named_section_inherits_its_source(tmp_path):
         ttl = 0
     """)
     assert lines(check_env(store(tmp_path), "dev")) == [
-        base + "::$.caches.users.policy: policy 'ttl' needs a ttl above 0"]
+        base + "::$.caches.users.policy: policy 'ttl' needs a ttl above 0 (in dev)"]
     assert check_file(dev) == []
+
+
+def test_a_base_value_that_breaks_two_envs_is_reported_for_each(tmp_path):
+    base = write(tmp_path, "base", "[pool]\nmin_size = 6\n")
+    write(tmp_path, "dev", 'extends = "base"\n[pool]\nmax_size = 4\n')
+    write(tmp_path, "prod", 'extends = "base"\n[pool]\nmax_size = 5\n')
+    write(tmp_path, "test", 'extends = "base"\n')
+    assert lines(check_all(store(tmp_path))) == [
+        base + "::$.pool.min_size: min_size 6 is above max_size 4 (in dev)",
+        base + "::$.pool.min_size: min_size 6 is above max_size 5 (in prod)",
+    ]
 
 
 def test_a_problem_only_in_one_file_is_reported_once_for_it(tmp_path):
@@ -510,11 +562,26 @@ def test_an_extends_loop(tmp_path):
     ]
 
 
-def test_extends_a_missing_profile(tmp_path):
-    write(tmp_path, "dev", 'extends = "bse"\n')
-    missing = str(tmp_path / "bse.toml")
+def test_extends_a_missing_profile_is_reported_against_the_referring_file(tmp_path):
+    dev = write(tmp_path, "dev", 'extends = "bse"\n')
     assert lines(check_env(store(tmp_path), "dev")) == [
-        missing + "::$: no such file (profiles here: dev)"]
+        dev + "::$.extends: extends 'bse' but bse.toml does not exist (profiles here: dev)"]
+    write(tmp_path, "prod", 'extends = "mid"\n')
+    mid = write(tmp_path, "mid", 'extends = "nope"\n')
+    expected = mid + "::$.extends: extends 'nope' but nope.toml does not exist (profiles here: " \
+                     "dev, mid, prod)"
+    assert lines(check_env(store(tmp_path), "prod")) == [expected]
+    assert lines(check_all(store(tmp_path))) == [
+        dev + "::$.extends: extends 'bse' but bse.toml does not exist (profiles here: dev, mid, "
+              "prod)", expected]
+
+
+def test_a_byte_order_mark_is_named(tmp_path):
+    path = tmp_path / "dev.toml"
+    path.write_bytes(b"\xef\xbb\xbf[cache]\nttl = 1\n")
+    expected = [str(path) + "::$: starts with a byte-order mark; save it as UTF-8 without BOM"]
+    assert lines(check_file(str(path))) == expected
+    assert lines(check_env(store(tmp_path), "dev")) == expected
 
 
 def test_a_bad_extends_is_reported_once(tmp_path):
