@@ -350,3 +350,59 @@ class AgentClient:
         if env is not None:
             args["env"] = env
         return self.request("config.apply", **args)
+
+    # heap insight ---------------------------------------------------------------------------
+    def snapshot_take(self, reason: Optional[str] = None, trace: Optional[bool] = None,
+                      budget_s: Optional[float] = None,
+                      timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Take a heap snapshot in the agent; its metadata (id, path, bytes, elapsed_s,
+        complete, objects, reason). A census of a large heap takes seconds: *timeout* defaults
+        to at least two minutes. Another snapshot running: RemoteError "unavailable"."""
+        args: Dict[str, Any] = {}
+        if reason is not None:
+            args["reason"] = reason
+        if trace is not None:
+            args["trace"] = trace
+        if budget_s is not None:
+            args["budget_s"] = budget_s
+        return self.request("snapshot.take", timeout=timeout or max(self.timeout, 120.0), **args)
+
+    def snapshot_status(self) -> Dict[str, Any]:
+        """Whether a snapshot is running and its phase, done, total (answers during a take)."""
+        return self.request("snapshot.status")
+
+    def snapshot_list(self) -> Dict[str, Any]:
+        """``{"directory", "snapshots": [metadata, oldest first], "retention"}``."""
+        return self.request("snapshot.list")
+
+    def snapshot_diff(self, a: Optional[str] = None, b: Optional[str] = None,
+                      **more: Any) -> Dict[str, Any]:
+        """Growth between snapshots *a* and *b* (ids; left out: the agent's defaults)."""
+        args: Dict[str, Any] = {k: v for k, v in more.items() if v is not None}
+        if a is not None:
+            args["a"] = a
+        if b is not None:
+            args["b"] = b
+        return self.request("snapshot.diff", timeout=max(self.timeout, 60.0), **args)
+
+    def snapshot_suspects(self, last: Optional[int] = None, **more: Any) -> Dict[str, Any]:
+        """Types and sites that grew at every step of the agent's last *last* snapshots."""
+        args: Dict[str, Any] = {k: v for k, v in more.items() if v is not None}
+        if last is not None:
+            args["last"] = last
+        return self.request("snapshot.suspects", timeout=max(self.timeout, 60.0), **args)
+
+    def heap_types(self, limit: int = 50) -> Dict[str, Any]:
+        """Counts of gc-tracked objects by type, largest first (no sizes: fast)."""
+        return self.request("heap.types", limit=limit)
+
+    def heap_referrers(self, type_name: str, limit: Optional[int] = None,
+                       depth: Optional[int] = None, budget_s: Optional[float] = None,
+                       **more: Any) -> Dict[str, Any]:
+        """Short chains of referrers from sample instances of *type_name* ("mod.Qual")."""
+        args: Dict[str, Any] = {k: v for k, v in more.items() if v is not None}
+        args["type"] = type_name
+        for key, value in (("limit", limit), ("depth", depth), ("budget_s", budget_s)):
+            if value is not None:
+                args[key] = value
+        return self.request("heap.referrers", timeout=max(self.timeout, 60.0), **args)

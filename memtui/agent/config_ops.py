@@ -4,18 +4,21 @@ components, gc tuner and options, checked strictly first and optionally only pre
 ``config.apply`` args: ``settings`` (the complete set of profile sections; replaces the agent's),
 ``options`` (agent options that can change live), ``env`` (shorthand for ``options.env``),
 ``dry_run``. A dry run previews through each component's ``preview()`` and spends no rate-limit
-token; a real one does, after the arguments checked out.
+token; a real one does, after the arguments checked out. The ``profiler`` and ``alerts`` sections
+(automatic snapshots, alert lines, pressure actions) take effect from the next sample; what they
+change is listed with the options as ``"alerts.pool_saturation": [old, new]``.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
 from .. import protocol
-from . import gc_tuning
+from . import gc_tuning, monitor
 from .ops import Args, BadArgs, _short, op
 from .startup import _ENV_NAME
 
-SECTIONS = ("cache", "caches", "pool", "pools", "workers", "worker_pools", "execution", "tuner")
+SECTIONS = ("cache", "caches", "pool", "pools", "workers", "worker_pools", "execution", "tuner",
+            "profiler", "alerts")
 NAMED = ("caches", "pools", "worker_pools")
 LIVE_OPTIONS = ("env", "interval", "memory_limit", "warning_pct", "critical_pct",
                 "hysteresis_pct")
@@ -50,6 +53,8 @@ def _config_apply(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     new_options, option_changes, errors = _options(agent, a)
     if not dry_run:
         a.gate()
+    # profiler/alerts keys the agent acts on: listed with the options, as dotted names
+    watched = monitor.changes(agent.settings, sections) if sections is not None else {}
     tuner: Dict[str, Any] = {}
     changed: Dict[str, Any] = {}
     if dry_run:
@@ -70,11 +75,12 @@ def _config_apply(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
                 elif result:
                     changed[name] = _safe(result)
         agent.events.emit("config", "warning" if errors else "info",
-                          _summary(agent.options.env, changed, errors, option_changes, tuner),
-                          changed=changed, errors=errors, options=option_changes, tuner=tuner,
-                          peer_pid=ctx.get("peer_pid"))
+                          _summary(agent.options.env, changed, errors,
+                                   dict(option_changes, **watched), tuner),
+                          changed=changed, errors=errors, options=dict(option_changes, **watched),
+                          tuner=tuner, peer_pid=ctx.get("peer_pid"))
     return {"dry_run": dry_run, "env": new_options.env, "changed": changed, "errors": errors,
-            "options": option_changes, "tuner": tuner}
+            "options": dict(option_changes, **watched), "tuner": tuner}
 
 
 def _apply_components(agent: Any, sections: Dict[str, Any]) -> Dict[str, Any]:
@@ -133,6 +139,9 @@ def _sections(a: Args) -> Optional[Dict[str, Any]]:
             except ValueError as exc:
                 raise BadArgs("config.apply: %s" % exc) from None
         out[section] = body
+    problems = monitor.read(out)[2]
+    if problems:
+        raise BadArgs("config.apply: settings.%s" % "; settings.".join(problems))
     return out
 
 

@@ -1,5 +1,6 @@
-"""The in-process agent: the sampling thread, the history ring, alerts, live settings and options.
-The process-wide entry points (start, install, fork handling) are in ``lifecycle.py``.
+"""The in-process agent: the sampling thread, the history ring, live settings and options.
+Alerts, health and pressure actions are in ``monitor.py``, automatic snapshots in
+``autoprofile.py``; the process-wide entry points (start, install, fork) in ``lifecycle.py``.
 
 Rules it lives by: never raise into the host from a background path, bounded memory, stop at exit,
 survive fork, and ``MEMTUI_DISABLE=1`` makes every entry point a no-op.
@@ -18,9 +19,11 @@ import _tracemalloc
 
 from .. import paths, protocol
 from . import gc_tuning
+from .autoprofile import AutoProfiler
 from .collectors.heap import HeapCollector
 from .collectors.process import ProcessCollector, effective_limit
 from .events import EventLog
+from .monitor import Monitor
 from .options import AgentOptions
 from .registry import ComponentRegistry
 
@@ -31,7 +34,7 @@ HISTORY_FIELDS = (
     "seq", "t", "rss", "vms", "uss", "pss", "swap", "threads", "fds",
     "traced", "traced_peak", "gc_count0", "gc_count1", "gc_count2",
     "collections0", "collections1", "collections2", "collected", "uncollectable",
-    "gc_pause_max_ms", "memory_pct",
+    "gc_pause_max_ms", "memory_pct", "health",
 )
 
 
@@ -94,7 +97,8 @@ class Agent:
         self.started_at = time.time()
         self._mono0 = time.monotonic()
         self.limit = effective_limit(options.memory_limit)
-        self.level = "ok"
+        self.monitor = Monitor(self)  # alerts, health, pressure actions
+        self.autoprofile = AutoProfiler(self)
         self.errors: Deque[Tuple[float, str, str]] = deque(maxlen=50)
         self._error_last: Dict[str, float] = {}
         self.bucket = TokenBucket(options.mutations_burst, options.mutations_per_s)
@@ -160,6 +164,7 @@ class Agent:
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=2.0)
+        self.monitor.stop()  # after the sampler: nothing it throttled stays throttled
 
     def _drop_listener(self) -> None:
         try:
@@ -282,6 +287,11 @@ class Agent:
                 self._wake.clear()
                 next_t = time.monotonic()
 
+    @property
+    def level(self) -> str:
+        """The memory alert level: "ok", "warning" or "critical"."""
+        return self.monitor.level
+
     def memory_state(self, rss: int) -> Dict[str, Any]:
         limit = self.limit.get("bytes")
         pct = (100.0 * rss / limit) if limit else None
@@ -295,10 +305,12 @@ class Agent:
         Otherwise the latest collected component figures are attached with ``components_t``."""
         proc = self.process.collect()
         heap = self.heap.collect()
+        pause = 0.0
         if record:
             comps = self.registry.collect()
             self._last_comps = (time.time(), comps)
-            self._check_memory(proc.get("rss", 0))
+            pause = self.heap.take_window_max()
+            self.monitor.observe(proc, comps, pause)
         else:
             comps = self._last_comps[1]
         sample: Dict[str, Any] = {
@@ -309,11 +321,16 @@ class Agent:
             "heap": heap,
             "memory": self.memory_state(proc.get("rss", 0)),
         }
+        sample["health"], sample["alerts"] = self.monitor.view()
         if components:
             sample["components"] = comps
             sample["components_t"] = self._last_comps[0]
         if record:
-            self._record(sample, comps)
+            self._record(sample, comps, pause)
+            try:
+                self.autoprofile.tick(proc.get("rss"), self.monitor.settings())
+            except Exception as exc:
+                self.record_error("auto snapshot", exc)
         else:
             sample["seq"] = self._seq
         return sample
@@ -336,10 +353,9 @@ class Agent:
         self._stats_cache[components] = (now, raw)
         return raw
 
-    def _record(self, sample: Dict[str, Any], comps: Dict[str, Any]) -> None:
+    def _record(self, sample: Dict[str, Any], comps: Dict[str, Any], pause: float) -> None:
         p, gc_ = sample["process"], sample["heap"]["gc"]
         tm = sample["heap"]["tracemalloc"]
-        pause_max = self.heap.take_window_max() * 1000.0
         with self._hist_lock:
             self._seq += 1
             seq = self._seq
@@ -351,7 +367,7 @@ class Agent:
                 gc_["counts"][0], gc_["counts"][1], gc_["counts"][2],
                 gc_["collections"][0], gc_["collections"][1], gc_["collections"][2],
                 sum(gc_["collected"]), sum(gc_["uncollectable"]),
-                round(pause_max, 3), sample["memory"]["percent"],
+                round(pause * 1000.0, 3), sample["memory"]["percent"], sample["health"]["score"],
             ))
             if self.options.component_history:
                 self._comp_rows.append((seq, self._compact(comps)))
@@ -399,35 +415,8 @@ class Agent:
     def seq(self) -> int:
         return self._seq
 
-    # alerts --------------------------------------------------------------------------------
     def _check_memory(self, rss: int) -> None:
-        limit = self.limit.get("bytes")
-        if not limit:
-            return
-        pct = 100.0 * rss / limit
-        o = self.options
-        level = self.level
-        if pct >= o.critical_pct:
-            new = "critical"
-        elif pct >= o.warning_pct:
-            # stay critical until clearly below the critical line
-            new = "critical" if level == "critical" and pct >= o.critical_pct - o.hysteresis_pct \
-                else "warning"
-        elif level != "ok" and pct >= o.warning_pct - o.hysteresis_pct:
-            new = "warning"
-        else:
-            new = "ok"
-        if new == level:
-            return
-        self.level = new
-        data = {"alert": "memory", "state": new, "previous": level, "rss": rss, "limit": limit,
-                "limit_source": self.limit.get("source"), "percent": round(pct, 2)}
-        text = "RSS %s is %.1f%% of the %s limit (%s)" % (
-            _fmt_bytes(rss), pct, _fmt_bytes(limit), self.limit.get("source"))
-        if new == "ok":
-            self.events.emit("alert", "info", "memory back to normal: " + text, **data)
-        else:
-            self.events.emit("alert", new, "memory %s: %s" % (new, text), **data)
+        self.monitor.check_memory(rss)
 
     def hello(self) -> Dict[str, Any]:
         return {
@@ -451,13 +440,3 @@ class Agent:
             "memory_limit": self.limit,
         }
 
-
-def _fmt_bytes(n: Optional[float]) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
-        value /= 1024.0
-    return "%.1f TiB" % value

@@ -6,7 +6,7 @@ import time
 from collections import deque
 from typing import Any, Deque, Dict, Optional
 
-SEVERITIES = ("debug", "info", "warning", "critical")
+SEVERITIES = ("debug", "info", "warning", "error", "critical")  # error: an action that failed
 
 
 class EventLog:

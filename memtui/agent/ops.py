@@ -27,6 +27,10 @@ class Unavailable(Exception):
     pass
 
 
+class Busy(Unavailable):
+    """The op cannot run now because the same work is already running (answered ``busy``)."""
+
+
 class RateLimited(Exception):
     def __init__(self, wait: float) -> None:
         super().__init__(wait)
@@ -125,6 +129,8 @@ def dispatch(agent: Any, msg: Dict[str, Any], ctx: Dict[str, Any]) -> Dict[str, 
                               retry_after_s=round(exc.wait, 3))
     except BadArgs as exc:
         return protocol.error(req_id, protocol.BAD_ARGS, str(exc))
+    except Busy as exc:
+        return protocol.error(req_id, protocol.BUSY, str(exc))
     except Unavailable as exc:
         return protocol.error(req_id, protocol.UNAVAILABLE, str(exc))
     except Exception as exc:
@@ -260,3 +266,5 @@ def _tuner_recommend(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
 
 
 from . import config_ops  # noqa: E402,F401 - registers config.get and config.apply
+from . import insight_ops  # noqa: E402,F401 - registers snapshot.diff/suspects, heap.referrers
+from . import snapshot_ops  # noqa: E402,F401 - registers snapshot.take/status/list and heap.types

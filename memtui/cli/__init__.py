@@ -21,6 +21,7 @@ from ..client import AgentClient, find_socket, no_agent_message, process_name, r
 from ..protocol import AgentError
 from ..config import ConfigError
 from . import config as config_cli
+from . import snapshot as snapshot_cli
 from .config import config_app
 from ._common import EXIT_ERROR, UsageFailure, console, print_json, sentence
 
@@ -126,6 +127,20 @@ def trace(pid: int = PidArg,
         console.print(render.heap_top_table(result))
     else:
         console.print(text)
+
+
+@app.command(help=snapshot_cli.HELP, context_settings={"allow_interspersed_args": True})
+def snapshot(args: List[str] = typer.Argument(None, metavar="PID | show FILE | diff A B | "
+                                                            "suspects PID|FILE..."),
+             output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                                  help="Also copy the new snapshot here."),
+             trace_: bool = typer.Option(False, "--trace", help="Start tracemalloc first (and "
+                                         "keep it on) so the snapshot has allocation sites."),
+             budget: Optional[float] = typer.Option(None, "--budget", min=0.05, max=600,
+                                                    help="Census time budget in seconds."),
+             limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Rows per table."),
+             socket: Optional[str] = SocketOpt, json_: bool = JsonOpt) -> None:
+    snapshot_cli.run(list(args or []), output, trace_, budget, socket, json_, limit)
 
 
 # run -----------------------------------------------------------------------------------------

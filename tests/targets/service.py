@@ -17,6 +17,16 @@ Prints ``READY <pid> <socket-path>`` once serving. Commands (each answered by on
   gcthreshold   -> "ok A B C" (gc.get_threshold())
   gcfrozen      -> "ok N" (gc.get_freeze_count())
   options       -> "ok <the agent's options as JSON>"
+  widgets N     keep N more instances of class Widget (gc-tracked)             -> "ok <total>"
+  atoms N       keep N new datetime.date objects (gc never tracks them), each held by an
+                atomic-only dict and an atomic-only tuple, which gc untracks   -> "ok <tracked>"
+                (<tracked>: how many of those dicts and tuples gc still tracks; 0 expected)
+  dupstr N LEN  keep N separate but equal str objects of LEN characters       -> "ok <size>"
+  bigheap N     keep N more one-item lists (a heap a census takes a while on)  -> "ok"
+  tracealloc N  keep N 1000-byte bytearrays made on one line -> "ok <file>:<line>" of that line
+  snaphold PHASE [BUDGET]  take a snapshot on a thread whose progress callback blocks in
+                PHASE ("writing": after the first chunk is written) -> "held <phase> <id>"
+  snaprelease   let the held snapshot finish -> "ok <metadata JSON>" or "error <message>"
   ping          -> "pong"
   exit CODE     exit with CODE (atexit runs)               -> (no reply)
 Agent options come from MEMTUI_AGENT_OPTIONS, or start() keywords in argv as key=value.
@@ -36,6 +46,12 @@ KEEP = []
 COMPONENTS = []
 CACHES = {}
 KEYS = iter(range(10 ** 12))  # every key set by "fill" is new
+HELD = {}  # the "snaphold" snapshot: its thread, gate, and outcome
+
+
+class Widget:
+    def __init__(self, i):
+        self.i = i
 
 
 class Counter:
@@ -97,6 +113,35 @@ class Broken:
 def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def snap_hold(phase, budget="1.0"):
+    """Take a snapshot on a thread whose progress callback blocks in *phase* until
+    "snaprelease": makes a running snapshot observable without sleeps in the product."""
+    import threading
+
+    from memtui.agent import snapshots
+
+    gate, blocked = threading.Event(), threading.Event()
+
+    def progress(name, done, total):
+        if name == phase and (name != "writing" or done > 0) and not gate.is_set():
+            blocked.set()
+            gate.wait(60)
+
+    def run():
+        try:
+            HELD["result"] = snapshots.take(memtui.current(), budget_s=float(budget),
+                                            progress=progress)
+        except Exception as exc:
+            HELD["result"] = "%s: %s" % (type(exc).__name__, exc)
+        finally:
+            blocked.set()
+
+    HELD.update(gate=gate, thread=threading.Thread(target=run, daemon=True))
+    HELD["thread"].start()
+    blocked.wait(60)
+    print("held %s %s" % (snapshots.status()["phase"], snapshots.status()["id"]), flush=True)
 
 
 def main():
@@ -190,6 +235,39 @@ def main():
         elif cmd == "options":
             agent = memtui.current()
             print("ok %s" % json.dumps(agent.options.to_json() if agent else None), flush=True)
+        elif cmd == "widgets":
+            KEEP.append([Widget(i) for i in range(int(arg))])
+            print("ok %d" % sum(1 for x in KEEP for y in x if type(y) is Widget), flush=True)
+        elif cmd == "atoms":
+            import datetime
+            import gc
+
+            atoms = [datetime.date.fromordinal(1 + i) for i in range(int(arg))]
+            held = [{"atom": a} for a in atoms] + [(a, 1.5) for a in atoms]
+            del atoms
+            gc.collect()  # untracks the atomic-only dicts and tuples, as gc does in a real process
+            KEEP.append(held)
+            print("ok %d" % sum(1 for h in held if gc.is_tracked(h)), flush=True)
+        elif cmd == "dupstr":
+            n, _, length = arg.partition(" ")
+            values = ["%0*d" % (int(length), 7) for _ in range(int(n))]  # separate objects
+            KEEP.append(values)
+            print("ok %d" % sys.getsizeof(values[0]), flush=True)
+        elif cmd == "bigheap":
+            KEEP.append([[i] for i in range(int(arg))])
+            print("ok", flush=True)
+        elif cmd == "tracealloc":
+            line = sys._getframe().f_lineno + 1
+            KEEP.append([bytearray(1000) for _ in range(int(arg))])
+            print("ok %s:%d" % (os.path.abspath(__file__), line), flush=True)
+        elif cmd == "snaphold":
+            snap_hold(*arg.split())
+        elif cmd == "snaprelease":
+            HELD["gate"].set()
+            HELD["thread"].join(60)
+            out = HELD.pop("result")
+            print(("ok %s" % json.dumps(out)) if isinstance(out, dict) else "error %s" % out,
+                  flush=True)
         elif cmd == "ping":
             print("pong", flush=True)
         elif cmd == "exit":

@@ -1,0 +1,564 @@
+"""Heap snapshots: build the version-1 document (process and gc figures, the census, the largest
+containers, duplicate strings, tracemalloc sites when tracing), write it as gzip JSON, list,
+load and prune them.
+
+Files are ``<dir>/<id>.json.gz``, 0600, in a 0700 directory of ours. A snapshot is written to
+``.<id>.tmp`` in the same directory, fsynced, then hard-linked to its final name (which never
+overwrites) and the temporary name removed: the final name never holds a partial file, whatever
+happens to the process or the disk, and a failure leaves neither name behind. One snapshot at a
+time per process: a second ``take`` while one runs raises SnapshotBusy. Never pickle.
+
+The document: ``format`` "memtui-snapshot", ``version`` 1, ``id`` (``PID-UTCSTAMP-N``, the file
+stem), ``pid``, ``taken_at``, ``python``, ``argv``, ``env``, ``reason``, ``elapsed_s``,
+``process`` (the agent's process figures), ``gc`` {counts, thresholds, collections, frozen},
+``census`` {complete, budget_s, elapsed_s, objects, bytes, tracked, untracked, types: [{type,
+count, size}] by size}, ``containers`` (largest 20 by length), ``duplicates`` {complete,
+wasted_bytes, values: top 50}, ``tracemalloc`` (None unless tracing: frames, traced, peak,
+by_line top 200, by_traceback top 50). See census.py for how each is counted.
+"""
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import os
+import re
+import sys
+import threading
+import time
+import zlib
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import _tracemalloc
+
+from .. import paths, protocol
+from .events import SEVERITIES
+
+FORMAT = "memtui-snapshot"
+VERSION = 1
+REASONS = ("manual", "interval", "threshold")
+PHASES = ("census", "duplicates", "tracemalloc", "writing")
+SUFFIX = ".json.gz"
+DEFAULT_BUDGET_S = 1.0
+# While tracemalloc traces, every allocation the census makes (an int per id(), a reference
+# count) is traced too: the walk runs 5-10x slower, so its default budget is longer.
+TRACING_BUDGET_S = 5.0
+DEFAULT_RETENTION = 20
+MAX_DOCUMENT = 256 * 1024 * 1024  # decompressed bytes load() accepts
+_CHUNK = 256 * 1024  # bytes of JSON compressed and written between two progress reports
+_NAME = re.compile(r"^(\d+)-(\d{8}T\d{12}Z)-(\d+)\.json\.gz$")
+_TEMP = re.compile(r"^\.(\d+)-(\d{8}T\d{12}Z)-(\d+)\.tmp$")
+_MEMTUI_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# tracemalloc sites that are never the application's: memtui's own, the import machinery
+_NOT_APP = (os.path.join(os.path.dirname(os.__file__), "tracemalloc.py"),
+            "<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>")
+
+Progress = Callable[[str, int, Optional[int]], None]
+ERROR = "error" if "error" in SEVERITIES else "warning"  # the severity of a failed snapshot
+
+
+class SnapshotError(Exception):
+    """A snapshot could not be taken or read; the message says why and what to do."""
+
+    code = "snapshot_failed"
+
+
+class SnapshotBusy(SnapshotError):
+    """Another snapshot is being taken in this process."""
+
+    code = "busy"
+
+
+# -- one snapshot at a time, and what it is doing (read by `snapshot.status`) --------------------
+_lock = threading.Lock()
+_counter = [0]
+_status: Dict[str, Any] = {"running": False, "phase": None, "done": 0, "total": None,
+                           "started_at": None, "id": None, "reason": None, "last": None}
+
+
+def _reset_after_fork() -> None:
+    """A child forked while its parent took a snapshot must not inherit a held lock."""
+    global _lock
+    _lock = threading.Lock()
+    _status.update(running=False, phase=None, done=0, total=None, started_at=None, id=None,
+                   reason=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def status() -> Dict[str, Any]:
+    """``{"running", "phase", "done", "total", "started_at", "id", "reason", "last"}``; ``last``
+    is the metadata of the last snapshot this process finished, or ``{"error": ...}``."""
+    snap = dict(_status)
+    if snap["started_at"] is not None and snap["running"]:
+        snap["elapsed_s"] = round(time.time() - snap["started_at"], 3)
+    return snap
+
+
+# -- where ---------------------------------------------------------------------------------------
+def _profiler(agent: Any) -> Dict[str, Any]:
+    section = getattr(agent, "settings", None) or {}
+    value = section.get("profiler") if isinstance(section, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def directory(agent: Any) -> str:
+    """The agent's snapshot directory: profile ``profiler.output_dir``, else
+    ``<runtime dir>/snapshots``."""
+    configured = _profiler(agent).get("output_dir")
+    if isinstance(configured, str) and configured.strip():
+        return os.path.abspath(os.path.expanduser(configured.strip()))
+    options = getattr(agent, "options", None)
+    runtime = getattr(options, "runtime_dir", None) or paths.runtime_dir()
+    return os.path.join(runtime, "snapshots")
+
+
+default_dir = directory  # take() has a parameter of that name
+
+
+def retention(agent: Any) -> int:
+    """How many of its own snapshots an agent keeps: profile ``profiler.retention``, else 20."""
+    value = _profiler(agent).get("retention", DEFAULT_RETENTION)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return DEFAULT_RETENTION
+    return value
+
+
+def prepare_dir(path: str) -> str:
+    """Create *path* 0700 (and missing parents) or check it is a private directory of ours."""
+    try:
+        paths.ensure_private_dir(path)
+    except paths.RuntimeDirError:
+        problem = paths.private_problem(path, "directory")
+        raise SnapshotError("refusing the snapshot directory: %s" % problem) from None
+    except OSError as exc:
+        raise SnapshotError("cannot create the snapshot directory %s: %s"
+                            % (path, exc.strerror or exc)) from exc
+    return path
+
+
+# -- take ----------------------------------------------------------------------------------------
+def take(agent: Any, reason: str = "manual", trace: Optional[bool] = None,
+         budget_s: Optional[float] = None, directory: Optional[str] = None,
+         progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """Take one snapshot and write it; return its metadata ``{"id", "path", "bytes",
+    "elapsed_s", "complete", "objects", "reason", "pid", "taken_at", "tracemalloc"}``.
+
+    Tracemalloc sites are recorded when tracing; *trace* True starts tracing first (and leaves
+    it on; sites then cover what was allocated since). *budget_s* bounds the census walk and,
+    again, the duplicates pass (default 1 s; 5 s while tracing). *directory*: default
+    ``directory(agent)``. *progress(phase, done, total)* is called as it goes (phases: census,
+    duplicates, tracemalloc, writing).
+
+    Emits a "snapshot" event (info when written, error when not) and prunes this process's
+    snapshots to ``retention(agent)``. Raises SnapshotBusy while another runs, SnapshotError
+    (with the OSError as its cause) when it cannot be written: then no file is left behind.
+    """
+    if reason not in REASONS:
+        raise ValueError("reason must be one of %s, got %r" % (", ".join(REASONS), reason))
+    if budget_s is not None:
+        budget = float(budget_s)
+    elif trace or _tracemalloc.is_tracing():
+        budget = TRACING_BUDGET_S
+    else:
+        budget = DEFAULT_BUDGET_S
+    if not _lock.acquire(blocking=False):
+        raise SnapshotBusy(_busy_message())
+    try:
+        _counter[0] += 1
+        started = time.time()
+        snap_id = "%d-%s-%d" % (os.getpid(), _stamp(started), _counter[0])
+        _status.update(running=True, phase="starting", done=0, total=None, started_at=started,
+                       id=snap_id, reason=reason)
+
+        def report(phase: str, done: int, total: Optional[int]) -> None:
+            _status.update(phase=phase, done=done, total=total)
+            if progress is not None:
+                progress(phase, done, total)
+
+        where = directory or default_dir(agent)
+        try:
+            prepare_dir(where)
+            if trace and not _tracemalloc.is_tracing():
+                _start_tracing(agent)
+            doc = build(agent, snap_id, started, reason, budget, progress=report)
+            path, size = write(doc, where, report)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SnapshotError) else "%s: %s" % (
+                type(exc).__name__, exc)
+            _status["last"] = {"id": snap_id, "error": message}
+            _emit(agent, ERROR, "heap snapshot %s failed: %s" % (snap_id, message),
+                  id=snap_id, reason=reason, directory=where, error=message)
+            raise
+        meta = metadata(doc, path, size)
+        _status["last"] = meta
+        _emit(agent, "info", "heap snapshot %s: %s objects in %.2f s, %s written to %s%s" % (
+            snap_id, "{:,}".format(meta["objects"] or 0), meta["elapsed_s"], _fmt(size), path,
+            "" if meta["complete"] else " (census stopped at its %gs budget)" % budget),
+            **{k: meta[k] for k in ("id", "path", "bytes", "elapsed_s", "complete", "objects",
+                                    "reason")})
+        try:
+            prune(where, retention(agent), pid=os.getpid())
+        except Exception as exc:  # retention is housekeeping: the snapshot itself is fine
+            _record(agent, "snapshot retention", exc)
+        return meta
+    finally:
+        _status.update(running=False, phase=None)
+        _lock.release()
+
+
+def _busy_message() -> str:
+    s = _status
+    started = s.get("started_at")
+    since = " for %.1f s" % (time.time() - started) if started else ""
+    where = ""
+    if s.get("phase") in PHASES:
+        where = ", now in its %s phase" % s["phase"]
+        if s.get("total"):
+            where += " (%d%%)" % (100 * (s.get("done") or 0) // s["total"])
+    return ("a heap snapshot (%s) has been running in PID %d%s%s; one runs at a time, try again "
+            "when it finishes" % (s.get("reason") or "?", os.getpid(), since, where))
+
+
+def _start_tracing(agent: Any) -> None:
+    options = getattr(agent, "options", None)
+    nframes = getattr(options, "trace_frames", 1) or 1
+    _tracemalloc.start(nframes)
+    events = getattr(agent, "events", None)
+    if events is not None:
+        events.emit("action", "info", "tracemalloc started with %d frame(s) for a heap snapshot"
+                    % nframes, action="trace.start", nframes=nframes)
+
+
+def _emit(agent: Any, severity: str, message: str, **data: Any) -> None:
+    events = getattr(agent, "events", None)
+    if events is not None:
+        events.emit("snapshot", severity, message, **data)
+
+
+def _record(agent: Any, where: str, exc: BaseException) -> None:
+    record = getattr(agent, "record_error", None)
+    if record is not None:
+        record(where, exc)
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + "%06dZ" % int((t % 1) * 1e6)
+
+
+def _fmt(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return ("%d %s" % (value, unit)) if unit == "B" else "%.1f %s" % (value, unit)
+        value /= 1024.0
+    return "%.1f GiB" % value
+
+
+# -- the document --------------------------------------------------------------------------------
+def build(agent: Any, snap_id: str, taken_at: float, reason: str, budget_s: float,
+          progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """The version-1 snapshot document (fields: see the module docstring)."""
+    from . import census  # noqa: PLC0415 - only snapshots need it
+
+    t0 = time.perf_counter()
+    collector = getattr(agent, "process", None)
+    if collector is None:
+        from .collectors.process import ProcessCollector  # noqa: PLC0415
+
+        collector = ProcessCollector()
+    try:
+        process = collector.collect()
+    except Exception as exc:
+        process = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    gc_stats = {"counts": list(gc.get_count()), "thresholds": list(gc.get_threshold()),
+                "collections": [s.get("collections", 0) for s in gc.get_stats()],
+                "frozen": gc.get_freeze_count()}
+    c = census.Census(budget_s=budget_s, progress=progress)
+    found = c.run()
+    dups = c.duplicates()
+    del c
+    tm = None
+    if _tracemalloc.is_tracing():
+        if progress is not None:
+            progress("tracemalloc", 0, None)
+        tm = tracemalloc_sites()
+        if progress is not None:
+            progress("tracemalloc", 1, 1)
+    options = getattr(agent, "options", None)
+    return {
+        "format": FORMAT, "version": VERSION, "id": snap_id, "pid": os.getpid(),
+        "taken_at": taken_at, "python": "%d.%d.%d" % sys.version_info[:3],
+        "argv": [str(a) for a in sys.argv], "env": getattr(options, "env", None),
+        "reason": reason, "elapsed_s": round(time.perf_counter() - t0, 6),
+        "process": process, "gc": gc_stats,
+        "census": found["census"], "containers": found["containers"], "duplicates": dups,
+        "tracemalloc": tm,
+    }
+
+
+def tracemalloc_sites(lines: int = 200, tracebacks: int = 50) -> Optional[Dict[str, Any]]:
+    """Traced memory grouped by the allocating file:line and by whole traceback, from the raw
+    traces (``_tracemalloc._get_traces``: no Snapshot/Frame objects per trace). Sites in memtui
+    itself, tracemalloc and the import machinery are left out. Tracebacks list the most recent
+    frame first. None when not tracing."""
+    if not _tracemalloc.is_tracing():
+        return None
+    frames = _tracemalloc.get_traceback_limit()
+    traced, peak = _tracemalloc.get_traced_memory()
+    raw = _tracemalloc._get_traces()
+    by_tb: Dict[Any, List[int]] = {}
+    get = by_tb.get
+    for trace in raw:
+        tb = trace[2]
+        e = get(tb)
+        if e is None:
+            by_tb[tb] = [trace[1], 1]
+        else:
+            e[0] += trace[1]
+            e[1] += 1
+    del raw
+    by_line: Dict[Tuple[str, int], List[int]] = {}
+    kept: List[Tuple[int, int, Any]] = []
+    for tb, (size, count) in by_tb.items():
+        if not tb:
+            continue
+        filename, lineno = tb[0]
+        if filename in _NOT_APP or filename.startswith(_MEMTUI_DIR):
+            continue
+        e = by_line.get((filename, lineno))
+        if e is None:
+            by_line[(filename, lineno)] = [size, count]
+        else:
+            e[0] += size
+            e[1] += count
+        kept.append((size, count, tb))
+    by_tb.clear()
+    top_lines = sorted(by_line.items(), key=lambda kv: (-kv[1][0], kv[0]))[:lines]
+    kept.sort(key=lambda x: -x[0])
+    return {
+        "frames": frames, "traced": traced, "peak": peak,
+        "by_line": [{"file": f, "line": ln, "size": v[0], "count": v[1]}
+                    for (f, ln), v in top_lines],
+        "by_traceback": [{"frames": [{"file": f, "line": ln} for f, ln in tb],
+                          "size": size, "count": count}
+                         for size, count, tb in kept[:tracebacks]],
+    }
+
+
+def metadata(doc: Dict[str, Any], path: str, size: int) -> Dict[str, Any]:
+    census = doc.get("census") if isinstance(doc.get("census"), dict) else {}
+    return {"id": doc.get("id"), "path": path, "bytes": size, "elapsed_s": doc.get("elapsed_s"),
+            "complete": census.get("complete"), "objects": census.get("objects"),
+            "reason": doc.get("reason"), "pid": doc.get("pid"), "taken_at": doc.get("taken_at"),
+            "tracemalloc": doc.get("tracemalloc") is not None}
+
+
+# -- files ---------------------------------------------------------------------------------------
+def write(doc: Dict[str, Any], where: str, progress: Optional[Progress] = None
+          ) -> Tuple[str, int]:
+    """Write *doc* as ``<where>/<id>.json.gz`` (0600) through a temporary name; return (path,
+    bytes). Never overwrites; on any failure neither name is left and SnapshotError is raised."""
+    snap_id = str(doc["id"])
+    if not re.match(r"^[0-9A-Za-z._-]+$", snap_id) or snap_id.startswith("."):
+        raise ValueError("bad snapshot id %r" % snap_id)
+    final = os.path.join(where, snap_id + SUFFIX)
+    temp = os.path.join(where, "." + snap_id + ".tmp")  # never matches *.json.gz
+    data = protocol.dumps(doc)
+    total = len(data)
+    if progress is not None:
+        progress("writing", 0, total)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip member
+            view = memoryview(data)
+            for start in range(0, total, _CHUNK):
+                _write_all(fd, packer.compress(view[start:start + _CHUNK]))
+                if progress is not None:
+                    progress("writing", min(total, start + _CHUNK), total)
+            _write_all(fd, packer.flush())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _publish(temp, final)
+    except BaseException as exc:
+        _unlink_quietly(temp)
+        if isinstance(exc, FileExistsError):
+            raise SnapshotError("refusing to overwrite %s" % final) from exc
+        if isinstance(exc, OSError):
+            hint = (" (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+                    else "")
+            raise SnapshotError("cannot write the snapshot to %s: %s%s"
+                                % (where, exc.strerror or exc, hint)) from exc
+        raise
+    _unlink_quietly(temp)  # the final name holds the complete file from here on
+    _fsync_dir(where)
+    return final, os.stat(final).st_size
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _publish(temp: str, final: str) -> None:
+    """Give the complete temporary file its final name without ever replacing one."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # a file system without hard links: rename, which would replace, after a check
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK,
+                             errno.EXDEV, errno.ENOSYS):
+            raise
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "File exists", final) from None
+        os.rename(temp, final)
+
+
+def _fsync_dir(where: str) -> None:
+    try:
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def load(path: str, max_bytes: int = MAX_DOCUMENT) -> Dict[str, Any]:
+    """Read a snapshot document; ValueError with a clear message for anything that is not a
+    version-1 memtui snapshot (not gzip, not JSON, another format or version, too large)."""
+    try:
+        with open(path, "rb") as fh:
+            unpacker = zlib.decompressobj(31)
+            parts: List[bytes] = []
+            size = 0
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                while chunk:
+                    out = unpacker.decompress(chunk, max_bytes + 1 - size)
+                    parts.append(out)
+                    size += len(out)
+                    if size > max_bytes:
+                        raise ValueError("%s decompresses to more than %d MB; not a memtui "
+                                         "snapshot" % (path, max_bytes >> 20))
+                    chunk = unpacker.unconsumed_tail
+                if unpacker.eof:
+                    break
+            if not unpacker.eof:
+                raise ValueError("%s is truncated: the gzip stream ends early" % path)
+    except zlib.error as exc:
+        raise ValueError("%s is not a gzip file (%s); memtui snapshots are gzip-compressed JSON"
+                         % (path, exc)) from None
+    try:
+        doc = json.loads(b"".join(parts))
+    except ValueError as exc:
+        raise ValueError("%s does not hold JSON: %s" % (path, exc)) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("%s is not a memtui snapshot (no \"format\": %r)" % (path, FORMAT))
+    version = doc.get("version")
+    if version != VERSION:
+        raise ValueError("%s is a memtui snapshot of version %r; this memtui reads version %d"
+                         % (path, version, VERSION))
+    return doc
+
+
+def _sort_key(name: str) -> Tuple[str, int, int]:
+    m = _NAME.match(name)
+    assert m is not None
+    return (m.group(2), int(m.group(1)), int(m.group(3)))
+
+
+def snapshot_names(where: str) -> List[str]:
+    """Snapshot file names in *where*, oldest first (by the time in the name)."""
+    try:
+        names = os.listdir(where)
+    except FileNotFoundError:
+        return []
+    return sorted((n for n in names if _NAME.match(n)), key=_sort_key)
+
+
+# A published snapshot never changes: its metadata is read once (per path, size, mtime, inode).
+_META_CACHE: Dict[Tuple[str, int, int, int], Dict[str, Any]] = {}
+_META_CACHE_SIZE = 2000
+
+
+def list_dir(where: str) -> List[Dict[str, Any]]:
+    """Metadata of every snapshot in *where*, oldest first. One that cannot be read is listed
+    with its ``error`` instead of being left out."""
+    out = []
+    for name in snapshot_names(where):
+        path = os.path.join(where, name)
+        m = _NAME.match(name)
+        assert m is not None
+        try:
+            st = os.stat(path)
+            key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+            meta = _META_CACHE.get(key)
+            if meta is None:
+                doc = load(path)
+                meta = metadata(doc, path, st.st_size)
+                del doc
+                if len(_META_CACHE) >= _META_CACHE_SIZE:
+                    _META_CACHE.clear()
+                _META_CACHE[key] = meta
+        except (OSError, ValueError) as exc:
+            out.append({"id": name[:-len(SUFFIX)], "path": path, "pid": int(m.group(1)),
+                        "error": str(exc)})
+            continue
+        out.append(dict(meta))
+    return out
+
+
+def prune(where: str, keep: int, pid: Optional[int] = None) -> List[str]:
+    """Delete all but the newest *keep* snapshots in *where* (only PID's when *pid* is given,
+    so processes sharing a directory keep each their own), and temporary files left by dead
+    processes. Returns the paths removed."""
+    if keep < 0:
+        raise ValueError("keep must be >= 0")
+    names = snapshot_names(where)
+    if pid is not None:
+        names = [n for n in names if n.startswith("%d-" % pid)]
+    removed = []
+    for name in names[:max(0, len(names) - keep)]:
+        path = os.path.join(where, name)
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    try:
+        leftovers = [n for n in os.listdir(where) if _TEMP.match(n)]
+    except OSError:
+        leftovers = []
+    for name in leftovers:
+        m = _TEMP.match(name)
+        if m is not None and int(m.group(1)) != os.getpid() and not paths.pid_alive(
+                int(m.group(1))):
+            path = os.path.join(where, name)
+            _unlink_quietly(path)
+            removed.append(path)
+    return removed
