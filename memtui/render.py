@@ -163,11 +163,29 @@ def components_table(stats: Mapping[str, Any]) -> RenderableType:
     return table
 
 
+def health_text(stats: Mapping[str, Any]) -> Optional[RenderableType]:
+    """``health 75/100`` and one line per open alert (critical first), or None without a score."""
+    health = stats.get("health")
+    if not isinstance(health, Mapping) or health.get("score") is None:
+        return None
+    score = int(health["score"])
+    style = "green" if score >= 90 else ("yellow" if score >= 60 else "bold red")
+    lines = [Text.assemble(("health %d/100" % score, style))]
+    for alert in stats.get("alerts") or []:
+        sev = str(alert.get("severity", "warning"))
+        lines.append(Text("  %s: %s" % (sev, alert.get("message", "")),
+                          style=LEVEL_STYLE.get(sev, "")))
+    return Group(*lines)
+
+
 def stats_view(stats: Mapping[str, Any], info: Optional[Mapping[str, Any]] = None,
                command: str = "") -> RenderableType:
     parts: List[RenderableType] = []
     if info:
         parts.append(header_text(info, command))
+    health = health_text(stats)
+    if health is not None:
+        parts.append(health)
     parts += [process_table(stats), heap_table(stats), components_table(stats)]
     return Group(*parts)
 

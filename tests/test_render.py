@@ -6,3 +6,23 @@ def test_nested_counts_show_only_what_happened():
     assert fmt_value("evictions", {"size": 137, "expired": 0, "explicit": 4}) == "(size 137 explicit 4)"
     assert fmt_value("evictions", {"size": 0, "expired": 0}) == "0"
     assert fmt_value("hit_rate", 0.5) == "50.0%"
+
+
+def test_health_line_and_open_alerts_lead_the_stats_view():
+    from rich.console import Console
+
+    from memtui.render import stats_view
+
+    stats = {"health": {"score": 65, "reasons": []},
+             "alerts": [{"severity": "critical", "message": "memory critical: RSS 1.9 GiB"},
+                        {"severity": "warning", "message": "cache users hit rate 41%"}],
+             "process": {}, "memory": {}, "heap": {}}
+    console = Console(width=100, record=True)
+    console.print(stats_view(stats))
+    text = console.export_text().splitlines()
+    assert text[0] == "health 65/100"
+    assert text[1].strip() == "critical: memory critical: RSS 1.9 GiB"
+    assert text[2].strip() == "warning: cache users hit rate 41%"
+    console = Console(width=100, record=True)
+    console.print(stats_view({"process": {}, "memory": {}, "heap": {}}))
+    assert "health" not in console.export_text()

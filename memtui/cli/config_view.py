@@ -22,7 +22,6 @@ APPLIES = {
     "agent": "the memtui agent, at start and on push",
     "components": "every matching component, at start and live on push (configure())",
     "app": "your code, through memtui.config.load(); memtui does not act on it",
-    "reserved": "validated now; the agent's heap insight acts on it",
 }
 
 

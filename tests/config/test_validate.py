@@ -125,7 +125,7 @@ def test_every_fixed_leaf_has_description_type_and_default():
 
 
 def test_every_leaf_incl_named_section_copies_has_description_type_and_applies():
-    applies = {"agent", "components", "app", "reserved"}
+    applies = {"agent", "components", "app"}
     bad = []
     for key, node, _in_defs in _all_leaves():
         if key == "custom":
