@@ -10,27 +10,22 @@ read and write is refused with WriteError. Dry runs take no lock and write nothi
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import re
-import secrets
-import stat
-import time
 import tomllib
-from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext, suppress
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
-
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import InlineTable
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import schema
 from .diff import MISSING, comparable  # one '(unset)' sentinel for edits and diffs
-from .errors import ConfigError, Problem, WriteError
+from .errors import ConfigError, Problem
 from .profiles import BOM_MESSAGE, ProfileStore, flatten, parse_assignment, secret_path
+from .safe_write import locked, os_reason, read_existing, show_path as _show
+from .safe_write import write_atomic, write_error, write_locked
+from .toml_edit import delete_key, finish_edit, parse_document, set_key
 
-LOCK_TIMEOUT = 5.0  # seconds to wait for another memtui's write
+# write_atomic (export -o) and MISSING (in EditResult.changes) are defined apart, imported from here
+__all__ = ["EditResult", "MASKED_SECRET", "MISSING", "apply_file", "reset", "set_values",
+           "unset_values", "write_atomic"]
 
 
 class EditResult(NamedTuple):
@@ -74,8 +69,8 @@ def set_values(store: ProfileStore, env: str, assignments: Sequence[str],
     def compute(text: str) -> str:
         after = text
         for key, value in typed:
-            after = _set_in(after, path, key, value)
-        return _finish(text, after)
+            after = set_key(after, path, key, value)
+        return finish_edit(text, after)
 
     if problems:  # report what the good assignments would break too, all at once
         try:
@@ -96,13 +91,13 @@ def unset_values(store: ProfileStore, env: str, keys: Sequence[str],
     keys = [k.strip() for k in keys]
 
     def compute(text: str) -> str:
-        doc = _parse(text, path)
+        doc = parse_document(text, path)
         missing = [Problem(path, tuple(k.split(".")), "%s is not set in %s" % (k, _show(path)))
-                   for k in keys if not _delete(doc, k.split("."), path)]
+                   for k in keys if not delete_key(doc, k.split("."), path)]
         if missing:
             raise ConfigError(missing[0].message + "." if len(missing) == 1 else
                               "%d keys are not set in %s." % (len(missing), _show(path)), missing)
-        return _finish(text, doc.as_string())
+        return finish_edit(text, doc.as_string())
 
     return _edit(store, env, compute, dry_run, keys)
 
@@ -119,7 +114,7 @@ def reset(store: ProfileStore, env: str, keys: Sequence[str] = (),
     touched: List[str] = []
 
     def compute(text: str) -> str:
-        own_data = _parse(text, path).unwrap()
+        own_data = parse_document(text, path).unwrap()
         inherited: Dict[str, Any] = {}
         setter: Dict[str, Tuple[str, str]] = {}  # key -> (name, path) of the nearest file
         for name, fpath, data in reversed(store.with_content(env, own_data).chain(env)[1:]):
@@ -159,13 +154,18 @@ def reset(store: ProfileStore, env: str, keys: Sequence[str] = (),
                               "written." % (_show(path), _count("key", problems)), problems)
         after = text
         for key, value in writes:  # first, so a table that gets a default is not removed
-            after = _set_in(after, path, key, value)
-        doc = _parse(after, path)
+            after = set_key(after, path, key, value)
+        doc = parse_document(after, path)
         for key in removals:
-            _delete(doc, key.split("."), path)
-        return _finish(text, doc.as_string())
+            delete_key(doc, key.split("."), path)
+        return finish_edit(text, doc.as_string())
 
     return _edit(store, env, compute, dry_run, touched)
+
+
+def _is_section(field: schema.Field) -> bool:
+    # schema.is_leaf() says yes for "custom" and "caches" (objects without "properties")
+    return not schema.is_leaf(field) or (not field.free and field.spec.get("type") == "object")
 
 
 def _no_default(path: str, key: str, name: str, where: str) -> Problem:
@@ -192,15 +192,6 @@ def apply_file(store: ProfileStore, env: str, source_path: str,
     return _edit(store, env, lambda _before: text, dry_run, (), create=True, source=source_path)
 
 
-def write_atomic(path: str, text: str, expected: Optional[bytes]) -> Optional[str]:
-    """Write *text* to *path* under its lock, provided the file still holds *expected* (None: it
-    must not exist); returns the .bak written, if any. Any failure raises WriteError and leaves
-    the file byte-identical."""
-    target = os.path.realpath(path)
-    with _locked(target):
-        return _write_locked(target, text, expected)
-
-
 # -- the edit cycle -----------------------------------------------------------------------------
 _KEPT = ("environment", "extends")
 
@@ -209,12 +200,12 @@ def _edit(store: ProfileStore, env: str, compute: Callable[[str], str], dry_run:
           keys: Sequence[str], create: bool = False, source: Optional[str] = None) -> EditResult:
     path = store.path(env)
     target = os.path.realpath(path)
-    if not create and _read(target) is None:  # no lock file beside a profile that is not there
-        raise _write_error(target, _reason(FileNotFoundError(errno.ENOENT, ""), target))
-    with nullcontext() if dry_run else _locked(target):
-        raw = _read(target)
+    if not create and read_existing(target) is None:  # no lock file beside a missing profile
+        raise write_error(target, os_reason(FileNotFoundError(errno.ENOENT, ""), target))
+    with nullcontext() if dry_run else locked(target):
+        raw = read_existing(target)
         if raw is None and not create:
-            raise _write_error(target, _reason(FileNotFoundError(errno.ENOENT, ""), target))
+            raise write_error(target, os_reason(FileNotFoundError(errno.ENOENT, ""), target))
         before = _decode(raw or b"", path)
         old = _resolved(store, env, before if raw is not None else None)
         after = compute(before)
@@ -223,7 +214,7 @@ def _edit(store: ProfileStore, env: str, compute: Callable[[str], str], dry_run:
         new = _resolved(store, env, data)
         written, backup = False, None
         if not dry_run and (after != before or raw is None):
-            backup = _write_locked(target, after, raw)
+            backup = write_locked(target, after, raw)
             written = True
     return EditResult(path, before, after, _changes(old, new, keys), written, remaining, backup)
 
@@ -340,254 +331,7 @@ def _changes(old: Any, new: Any, keys: Sequence[str]) -> List[Tuple[str, Any, An
     return [(k, a, b) for k, a, b in pairs if not (type(a) is type(b) and a == b)]
 
 
-# -- tomlkit edits ------------------------------------------------------------------------------
-def _parse(text: str, path: str) -> Any:
-    if text.startswith("\ufeff"):
-        raise ConfigError("%s %s." % (_show(path), BOM_MESSAGE), [Problem(path, (), BOM_MESSAGE)])
-    try:
-        return tomlkit.parse(text)
-    except TOMLKitError as exc:
-        raise ConfigError("%s is not valid TOML (%s); fix it by hand or replace it with apply."
-                          % (_show(path), exc), [Problem(path, (), "not valid TOML: %s" % exc)]
-                          ) from None
-
-
-def _set_in(text: str, path: str, key: str, value: Any) -> str:
-    """*text* with *key* set: in place where the key exists (a table, a super-table, a dotted key
-    or an inline table), added to its table when that exists, else in a new table at the end."""
-    doc = _parse(text, path)
-    parts = key.split(".")
-    node = doc
-    try:
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                if isinstance(node, InlineTable):
-                    nested: Any = value
-                    for p in reversed(parts[i + 1:]):
-                        nested = {p: nested}
-                    node[part] = _spaced(node, _item(nested))
-                    return doc.as_string()
-                return _append_table(doc.as_string(), parts[:-1], parts[-1], value)
-            if not isinstance(child, Mapping):
-                raise _edit_error(path, key, "%s is not a table" % ".".join(parts[:i + 1]))
-            node = child
-        old = node.get(parts[-1])
-        if isinstance(old, Mapping) and not isinstance(old, InlineTable):
-            raise _edit_error(path, key, "it is a table; set its keys, or unset it first")
-        node[parts[-1]] = _spaced(node, _item(value)) if old is None else _item(value)
-    except TOMLKitError as exc:
-        raise _edit_error(path, key, str(exc)) from None
-    return doc.as_string()
-
-
-def _append_table(text: str, header: Sequence[str], leaf: str, value: Any) -> str:
-    nl = "\r\n" if "\r\n" in text else "\n"
-    if text and not text.endswith("\n"):
-        text += nl
-    if text.strip() and not text.endswith(nl + nl):
-        text += nl
-    name = ".".join(tomlkit.key(p).as_string() for p in header)
-    return "%s[%s]%s%s = %s%s" % (text, name, nl, tomlkit.key(leaf).as_string(),
-                                  _item(value).as_string(), nl)
-
-
-def _delete(doc: Any, parts: Sequence[str], path: str) -> bool:
-    """Delete a key, then every table that leaves empty; False when the key is not there."""
-    chain = [doc]
-    for part in parts[:-1]:
-        child = chain[-1].get(part)
-        if not isinstance(child, Mapping):
-            return False
-        chain.append(child)
-    if parts[-1] not in chain[-1]:
-        return False
-    try:
-        del chain[-1][parts[-1]]
-        for i in range(len(parts) - 1, 0, -1):
-            if len(chain[i]):
-                break
-            del chain[i - 1][parts[i - 1]]
-    except TOMLKitError as exc:
-        raise _edit_error(path, ".".join(parts), str(exc)) from None
-    return True
-
-
-def _finish(before: str, after: str) -> str:
-    """Line ends as the file had them (tomlkit adds lines with \\n), and no blank line left at
-    the end by deleting the last table unless the file ended that way."""
-    nl = "\n"
-    if "\r\n" in before and "\n" not in before.replace("\r\n", ""):
-        nl, after = "\r\n", re.sub(r"(?<!\r)\n", "\r\n", after)
-    if after.endswith(nl + nl) and not before.endswith(nl + nl):
-        after = after.rstrip("\r\n") + nl if after.strip() else ""
-    return after
-
-
-def _item(value: Any) -> Any:
-    """A tomlkit item that fits on one line: tables become inline tables."""
-    if isinstance(value, dict):
-        table = tomlkit.inline_table()
-        for k, v in value.items():
-            table[k] = _spaced(table, _item(v))
-        return table
-    if isinstance(value, list):
-        array = tomlkit.array()
-        for v in value:
-            array.append(_item(v))
-        return array
-    return tomlkit.item(value)
-
-
-def _spaced(table: Any, item: Any) -> Any:
-    if isinstance(table, InlineTable) and len(table):
-        item.trivia.indent = " "  # tomlkit would write {a = 1,b = 2}
-    return item
-
-
-def _is_section(field: schema.Field) -> bool:
-    # schema.is_leaf() says yes for "custom" and "caches" (objects without "properties")
-    return not schema.is_leaf(field) or (not field.free and field.spec.get("type") == "object")
-
-
-# -- the one writer -----------------------------------------------------------------------------
-@contextmanager
-def _locked(path: str) -> Iterator[None]:
-    lock = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".lock")
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise _write_error(path, _reason(exc, path)) from None
-    try:
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriteError("Another memtui is writing %s; try again." % _show(path),
-                                     [Problem(path, (), "locked by another memtui")]) from None
-                time.sleep(0.01)
-            except OSError as exc:
-                raise _write_error(path, "cannot lock it (%s)" % _reason(exc, path)) from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _read(path: str) -> Optional[bytes]:
-    """The file's bytes, or None when it does not exist; WriteError for anything else."""
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise _write_error(path, "it is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise _write_error(path, "it is not a regular file")
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _write_error(path, _reason(exc, path)) from None
-
-
-def _write_locked(path: str, text: str, expected: Optional[bytes]) -> Optional[str]:
-    """With the lock held: check the file still holds *expected*, keep a .bak, then swap.
-    Returns the .bak's path (None for a new file)."""
-    try:
-        data = text.encode("utf-8")
-        current = _read(path)
-        if current != expected:
-            raise _write_error(path, "it was created meanwhile" if expected is None else
-                               "it was deleted meanwhile" if current is None else
-                               "it changed on disk after it was read (try again)")
-        mode = owner = backup = None
-        if current is not None:
-            st = os.stat(path)
-            mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
-            backup = path + ".bak"
-            _replace(backup, current, mode, owner)
-        _replace(path, data, mode, owner)
-    except WriteError:
-        raise
-    except Exception as exc:
-        raise _write_error(path, _reason(exc, path)) from exc
-    with suppress(OSError):  # the rename is done: a directory that cannot be fsynced is no failure
-        dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return backup
-
-
-def _replace(target: str, data: bytes, mode: Optional[int], owner: Optional[Tuple[int, int]]
-             ) -> None:
-    """Write *data* to a temp file beside *target*, fsync it, rename it over *target*. The temp
-    file is removed on any failure (an exception, even KeyboardInterrupt, then propagates)."""
-    folder, base = os.path.split(target)
-    tmp = None
-    try:
-        while tmp is None:
-            name = os.path.join(folder, ".%s.%s.tmp" % (base, secrets.token_hex(4)))
-            try:  # a new file gets the umask's mode; an existing one keeps its mode
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                             0o666 if mode is None else 0o600)
-            except FileExistsError:
-                continue
-            tmp = name
-        try:
-            if owner is not None and os.geteuid() == 0:
-                with suppress(OSError):  # root keeps the owner; others cannot change it
-                    os.fchown(fd, *owner)
-            if mode is not None:
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        tmp = None
-    finally:
-        if tmp is not None:
-            with suppress(OSError):
-                os.unlink(tmp)
-
-
 # -- messages -----------------------------------------------------------------------------------
-def _show(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith(os.pardir) else rel
-
-
-def _write_error(path: str, reason: str) -> WriteError:
-    tail = "the file is unchanged" if os.path.lexists(path) else "nothing was written"
-    return WriteError("Cannot write %s: %s; %s." % (_show(path), reason, tail),
-                      [Problem(path, (), reason)])
-
-
-def _edit_error(path: str, key: str, reason: str) -> ConfigError:
-    return ConfigError("Cannot set %s in %s: %s." % (key, _show(path), reason),
-                       [Problem(path, tuple(key.split(".")), reason)])
-
-
-def _reason(exc: BaseException, path: str) -> str:
-    if isinstance(exc, OSError):
-        if exc.errno == errno.ENOENT:
-            folder = os.path.dirname(path)
-            return ("it does not exist (create it with apply)" if os.path.isdir(folder) else
-                    "the directory %s does not exist" % _show(folder))
-        if exc.errno == errno.EISDIR:
-            return "it is a directory"
-        if exc.errno == errno.ENOTDIR:
-            return "a part of its path is not a directory"
-        return exc.strerror or str(exc)
-    return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
-
-
 def _decode(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8")

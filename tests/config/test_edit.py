@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, as_nobody, needs_root, run_in_fork
 from memtui.agent.options import parse_duration, parse_size
-from memtui.config import edit, schema
+from memtui.config import edit, safe_write, schema
 from memtui.config.errors import ConfigError, WriteError
 from memtui.config.profiles import ProfileStore
 from memtui.config.validate import check_env
@@ -508,7 +508,7 @@ def test_write_atomic_refuses_a_file_changed_underneath(tmp_path):
 
 
 def test_a_held_lock_makes_the_writer_give_up_cleanly(store, monkeypatch):
-    monkeypatch.setattr(edit, "LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(safe_write, "LOCK_TIMEOUT", 0.3)
     before = dev_path(store).read_bytes()
     lock = os.path.join(store.directory, ".dev.toml.lock")
     with open(lock, "a") as held:
