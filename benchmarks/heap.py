@@ -2,10 +2,11 @@
 objgraph's most_common_types on the same heap in the same run; and the cost of tracing an
 allocation-heavy workload with tracemalloc next to `memray run`.
 
-Census: each variant runs in a fresh process that builds the same deterministic heap
-(benchmarks/targets/heap_probe.py: class instances with their __dict__, atomic-only dicts that gc
-does not track, duplicate strings, small lists), collects once, resets VmHWM, then times one census.
-"Extra MB" is VmHWM after minus VmRSS before. Targets: counts-only no slower than objgraph; full
+Census: one process builds a deterministic heap (benchmarks/targets/heap_probe.py: class
+instances with their __dict__, atomic-only dicts that gc does not track, duplicate strings, small
+lists) and runs every variant on it in turn; before each it collects and resets VmHWM, so "extra
+MB" is VmHWM after minus VmRSS before. Each round is a fresh process with the variants in a rotated
+order, so no variant always runs first or last. Targets: counts-only no slower than objgraph; full
 census (sizes, untracked referents, duplicates) <= 1.5 s, >= 5x faster than muppy, <= 50 MB extra.
 
 Tracing: benchmarks/targets/alloc_workload.py times its own loop (so interpreter and tool start-up
@@ -21,11 +22,12 @@ from typing import Dict, List
 
 from . import _common as c
 
-VARIANTS = ["objgraph", "muppy", "memtui-counts", "memtui-full"]
+VARIANTS = ["objgraph", "muppy", "memtui-counts", "memtui-full", "memtui-snapshot"]
 LABELS = {"objgraph": "objgraph.most_common_types [peer]",
           "muppy": "pympler muppy + summarize [peer]",
           "memtui-counts": "memtui count_types (heap.types)",
-          "memtui-full": "memtui full census (snapshot)"}
+          "memtui-full": "memtui full census",
+          "memtui-snapshot": "memtui snapshot (census + gzip JSON file)"}
 
 
 def _probe(args: List[str], timeout: float = 600) -> Dict:
@@ -37,16 +39,30 @@ def _probe(args: List[str], timeout: float = 600) -> Dict:
     return json.loads(lines[-1][7:])
 
 
+def _probe_all(args: List[str], timeout: float = 900) -> List[Dict]:
+    out = subprocess.run(args, env=c.env(), cwd=c.ROOT, capture_output=True, text=True,
+                         timeout=timeout)
+    rows = [json.loads(x[7:]) for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode != 0 or not rows:
+        raise RuntimeError("%s failed: %s" % (args, out.stderr[-1500:]))
+    return rows
+
+
 def census_table(quick: bool) -> None:
     n_items = 100_000  # ~1.2M objects counted by a full census
     rounds = 3 if not quick else 1
     results: Dict[str, List[Dict]] = {v: [] for v in VARIANTS}
+    alone: Dict[str, List[Dict]] = {v: [] for v in VARIANTS}
+    probe = [c.PYTHON, c.target("heap_probe.py"), str(n_items)]
     for r in range(rounds):
-        for v in VARIANTS:
-            c.progress("census %s round %d/%d" % (v, r + 1, rounds))
-            results[v].append(_probe([c.PYTHON, c.target("heap_probe.py"), v, str(n_items)]))
+        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+        c.progress("census round %d/%d: %s" % (r + 1, rounds, ", ".join(order)))
+        for row in _probe_all(probe + order):
+            results[row["variant"]].append(row)
+        for v in order:  # memory: a variant after another reuses the arenas that one freed
+            alone[v] += _probe_all(probe + [v])
     med = {v: c.median(x["elapsed_s"] for x in results[v]) for v in VARIANTS}
-    mem = {v: c.median(x["extra_bytes"] for x in results[v]) for v in VARIANTS}
+    mem = {v: c.median(x["extra_bytes"] for x in alone[v]) for v in VARIANTS}
     objects = results["memtui-full"][0].get("objects")
     tracked = results["memtui-full"][0].get("tracked")
     rows = []
@@ -57,6 +73,8 @@ def census_table(quick: bool) -> None:
             ok = med[v] <= med["objgraph"] * 1.05
         elif v == "memtui-full":
             ok = med[v] <= 1.5 and (vs_muppy or 0) >= 5 and mem[v] <= 50 * 1024 * 1024
+        elif v == "memtui-snapshot":
+            ok = mem[v] <= 50 * 1024 * 1024
         else:
             ok = None
         rows.append([LABELS[v], "%.3f" % med[v], "%.1f" % (mem[v] / 1048576.0),
@@ -66,7 +84,10 @@ def census_table(quick: bool) -> None:
     c.table("heap census of ~%s live objects (%s gc-tracked)" % (
         "{:,}".format(objects or 0), "{:,}".format(tracked or 0)),
         ["variant", "seconds", "extra MB", "x objgraph", "muppy / this", "target"], rows,
-        ["median of %d fresh processes per variant, interleaved; load %s" % (rounds, c.loadavg()),
+        ["seconds: all variants on the same heap in one process per round (rotated order); "
+         "extra MB: each variant alone in a fresh process on the same heap (a variant run after "
+         "another reuses the memory that one freed); median of %d rounds; load %s"
+         % (rounds, c.loadavg()),
          "full census complete: %s; objects counted by memtui include untracked referents "
          "(atomic dicts, str, int) that objgraph does not see" % (
              all(x.get("complete") for x in results["memtui-full"]))])

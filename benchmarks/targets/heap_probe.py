@@ -1,9 +1,11 @@
-"""Build a deterministic heap of ~1M live objects, then run ONE census variant and print
-``RESULT {json}``: elapsed seconds and the peak memory it added (VmHWM reset just before)."""
+"""Build a deterministic heap of ~1M live objects, then run each census variant named on the
+command line in turn, on that same heap, and print one ``RESULT {json}`` per variant: elapsed
+seconds and the peak memory it added (VmHWM reset to the current RSS just before each)."""
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 
@@ -48,30 +50,37 @@ def run(variant: str) -> dict:
         c = out["census"]
         return {"objects": c["objects"], "complete": c["complete"],
                 "wasted": (out.get("duplicates") or {}).get("wasted_bytes")}
+    if variant == "memtui-snapshot":  # census + duplicates + JSON + gzip + fsync'd file
+        import tempfile
+
+        from memtui.agent import snapshots
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chmod(tmp, 0o700)
+            meta = snapshots.take(None, budget_s=600.0, directory=tmp)
+        return {"objects": meta["objects"], "complete": meta["complete"], "file": meta["bytes"]}
     raise SystemExit("unknown variant %r" % variant)
 
 
 def main() -> None:
-    variant, n_items = sys.argv[1], int(sys.argv[2])
-    if variant.startswith("memtui"):
-        import memtui.agent.census  # noqa: F401  (import cost is not census cost)
-    elif variant == "objgraph":
-        import objgraph  # noqa: F401
-    else:
-        import pympler.muppy  # noqa: F401
-        import pympler.summary  # noqa: F401
+    n_items, variants = int(sys.argv[1]), sys.argv[2:]
+    import objgraph  # noqa: F401  (import costs are not census costs)
+    import pympler.muppy  # noqa: F401
+    import pympler.summary  # noqa: F401
+    import memtui.agent.census  # noqa: F401
+    import memtui.agent.snapshots  # noqa: F401
     heap = build(n_items)
-    gc.collect()  # untrack atomic-only dicts and tuples, as a long-running process would have
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset VmHWM to the current RSS
-    base = _status("VmRSS")
-    t = time.perf_counter()
-    info = run(variant)
-    elapsed = time.perf_counter() - t
-    peak = _status("VmHWM")
-    info.update(elapsed_s=elapsed, extra_bytes=max(0, peak - base), live=len(heap),
-                tracked=len(gc.get_objects()))
-    print("RESULT " + json.dumps(info), flush=True)
+    for variant in variants:
+        gc.collect()  # untrack atomic-only dicts and tuples, as a long-running process has
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current RSS
+        base = _status("VmRSS")
+        t = time.perf_counter()
+        info = run(variant)
+        elapsed = time.perf_counter() - t
+        peak = _status("VmHWM")
+        info.update(variant=variant, elapsed_s=elapsed, extra_bytes=max(0, peak - base),
+                    live=len(heap), tracked=len(gc.get_objects()))
+        print("RESULT " + json.dumps(info), flush=True)
 
 
 if __name__ == "__main__":
