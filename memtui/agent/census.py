@@ -2,28 +2,37 @@
 plus the untracked objects those refer to (str, bytes, int, float, atomic-only dicts and tuples),
 the largest containers, and equal str/bytes values held as many separate copies.
 
-Speed and memory: one short Python loop body per distinct object, counting into a per-type
-``[count, bytes]`` list keyed by the type object; the loop is bound by the memory latency of
-touching each object once. Referents come a block of objects at a time
-(``gc.get_referents(*block)``) and are filtered to the untracked ones by C builtins. Tracked
-objects appear exactly once in ``gc.get_objects()``; an untracked one whose reference count says
-a single reference points at it is met exactly once too; only the rest (interned strings, small
-ints, values shared by several containers) need their ``id`` kept in a set.
+How (census_walk.py has the details): the tracked objects are gathered in one C call that keeps
+no exact tuple (a host thread may be building one: holding it makes its ``tuple()`` fail, and
+its empty slots crash whoever indexes it; tuples still being built are skipped). Each object costs
+one short Python loop body; referents come a batch of objects or a slice of one large container
+at a time and are filtered to the untracked ones by C builtins. Tracked objects appear exactly
+once in ``gc.get_objects()``; an untracked one whose reference count says a single reference
+points at it is met exactly once too; only the rest (interned strings, small ints, values shared
+by several containers) are marked as seen, in a bitmap over their addresses.
 
-Safety: nothing here calls an object's own ``__repr__``, ``__len__`` or ``__eq__``: lengths go
-through the builtin base type's slot, descriptions are built from type names, and only exact
-``str``/``bytes`` values are compared. ``__sizeof__`` is called (that is what getsizeof means);
-one that raises counts as 0. Frozen objects (``gc.freeze()``) are invisible to
-``gc.get_objects()``; the snapshot's gc section says how many there are.
+Safety: nothing here runs Python code of the objects or of their classes and metaclasses: no
+``__repr__``, ``__len__``, ``__eq__``, ``__hash__``, ``__getattribute__`` or ``__sizeof__``.
+Lengths go through the builtin base type's slot, types are keyed by ``id`` and read through
+``type``'s own descriptors, descriptions are built from type names, only exact ``str``/``bytes``
+values are compared, and sizes are the C ``__sizeof__`` (a Python override is not called: such
+objects count at the size of their C layout), so the time budget holds. Frozen objects
+(``gc.freeze()``) are invisible to ``gc.get_objects()``; the snapshot's gc section counts them.
+Residual hazard: a garbage collection that an allocation inside the gathering C call triggers
+may run a ``__del__`` (and let another thread run) while that call holds the object list.
 """
 from __future__ import annotations
 
-import gc
 import sys
 import time
-from collections import deque
-from itertools import compress, filterfalse
+from itertools import compress
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import census_walk as walk
+from .census_walk import CHECK_EVERY, CONTAINER_BASES, safe_repr, type_name
+
+__all__ = ["CHECK_EVERY", "CONTAINER_BASES", "Census", "census", "count_types", "safe_repr",
+           "type_name"]
 
 try:  # the C loop behind collections.Counter
     from _collections import _count_elements
@@ -35,8 +44,6 @@ except ImportError:  # pragma: no cover - Pythons without it
 
 Progress = Callable[[str, int, Optional[int]], None]
 
-CHECK_EVERY = 4096  # tracked objects between two looks at the clock (and progress reports)
-_SLICE = 16384  # referents filtered and counted at a time: bounds the temporary lists
 # Shorter values are left out of the duplicates report: "" and one latin-1 character are
 # singletons in CPython, never copies.
 MIN_DUPLICATE_LEN = 2
@@ -46,164 +53,32 @@ MAX_DUPLICATE_CANDIDATES = 1_000_000  # values considered at most (a reference e
 _EXACT_DISTINCT = 300_000
 _SKETCH_SLOTS = 1 << 22
 _MULTI = bytes([0, 0] + [1] * 254)  # bucket count -> "two or more"
-# Containers the largest-containers report measures, through the base type's own __len__ (a
-# subclass's override is never called).
-CONTAINER_BASES = (dict, list, tuple, set, frozenset, bytearray, deque)
-# getsizeof() of those containers is at least 40 bytes (an empty tuple) plus one per item (a
-# bytearray; the others take more): an object no bigger than 40 + the 20th-largest length found so
-# far cannot be longer than it, so nearly all objects are never examined.
-_MIN_OVERHEAD = 40
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python
-_METHOD_DESCRIPTOR = type(object.__sizeof__)
-
-
-def _single_reference_count() -> int:
-    """What ``getrefcount`` reports, in Census.run's exact code shape, for an object exactly one
-    reference points at (measured, not assumed: it differs across Python versions)."""
-    holder = [object()]
-    refs = list(holder)
-    loose = list(filterfalse(gc.is_tracked, refs[0:_SLICE]))
-    counts = list(map(sys.getrefcount, loose))
-    return counts[0]  # the holder is its one reference
-
-
-_SINGLE = _single_reference_count()
-
-
-def type_name(t: type) -> str:
-    """``module.qualname`` read through ``type``'s own descriptors (no metaclass code runs)."""
-    try:
-        qual = type.__dict__["__qualname__"].__get__(t)
-    except Exception:
-        qual = None
-    if not isinstance(qual, str):
-        qual = "?"
-    try:
-        module = type.__dict__["__module__"].__get__(t)
-    except Exception:
-        module = None
-    return "%s.%s" % (module, qual) if isinstance(module, str) and module else qual
-
-
-def _len_of(t: type) -> Optional[Callable[[Any], int]]:
-    for base in CONTAINER_BASES:
-        if issubclass(t, base):
-            return base.__len__
-    return None
-
-
-def safe_repr(obj: Any, t: type, length: int) -> str:
-    """A description built from type names and a length, never from the object's own repr:
-    ``<builtins.dict len=3 {builtins.str: app.User, ...}>``, at most 80 characters."""
-    sample = ""
-    try:
-        if length and t in (list, tuple, deque):
-            sample = " [%s, ...]" % type_name(type(obj[0]))
-        elif length and t is dict:
-            key, value = next(iter(dict.items(obj)))
-            sample = " {%s: %s, ...}" % (type_name(type(key)), type_name(type(value)))
-        elif length and t in (set, frozenset):
-            sample = " {%s, ...}" % type_name(type(next(iter(obj))))
-    except Exception:  # emptied or resized meanwhile by another thread
-        sample = ""
-    text = "<%s len=%d%s>" % (type_name(t), length, sample)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-class _Largest:
-    """The *n* longest containers seen, as a small sorted list of (len, obj, type)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.items: List[Tuple[int, Any, type]] = []
-        self.floor = 0 if n > 0 else sys.maxsize  # getsizeof() <= floor: cannot enter
-        self._lens: Dict[type, Optional[Callable[[Any], int]]] = {}
-
-    def offer(self, obj: Any, t: type) -> None:
-        try:
-            fn = self._lens[t]
-        except KeyError:
-            fn = self._lens[t] = _len_of(t)
-        if fn is None:
-            return
-        try:
-            length = fn(obj)
-        except Exception:
-            return
-        items = self.items
-        if len(items) >= self.n and length <= items[-1][0]:
-            return
-        items.append((length, obj, t))
-        items.sort(key=lambda x: -x[0])
-        del items[self.n:]
-        if len(items) >= self.n:
-            self.floor = items[-1][0] + _MIN_OVERHEAD
-
-    def report(self) -> List[Dict[str, Any]]:
-        out = []
-        for length, obj, t in self.items:
-            try:
-                size = sys.getsizeof(obj)
-            except Exception:
-                size = 0
-            out.append({"type": type_name(t), "len": length, "size": size,
-                        "repr": safe_repr(obj, t, length)})
-        self.items = []
-        return out
 
 
 def count_types(limit: Optional[int] = 50) -> Dict[str, Any]:
     """Counts only, of the objects gc tracks (the ``heap.types`` op): no sizes, no referents,
-    so atomic-only dicts, strings and numbers are not in it."""
+    so atomic-only dicts, strings and numbers are not in it. Counted by ``id(type)`` in one C call
+    over ``gc.get_objects()`` (see census_walk); the classes are held first, so each id names
+    one."""
     t0 = time.perf_counter()
-    objs = gc.get_objects()
-    counts: Dict[type, int] = {}
-    _count_elements(counts, map(type, objs))
-    total = len(objs)
-    del objs
+    known = walk.classes()
+    counts: Dict[int, int] = {}
+    _count_elements(counts, map(id, map(type, walk.objects())))
+    if any(k not in known for k in counts):  # a class made meanwhile
+        known.update(walk.classes())
     by_name: Dict[str, int] = {}
-    for t, n in counts.items():
-        name = type_name(t)
+    for k, n in counts.items():
+        t = known.get(k)
+        name = type_name(t) if t is not None else "?"
         by_name[name] = by_name.get(name, 0) + n
+    total = sum(counts.values())
     counts.clear()
+    known.clear()
     ranked = sorted(by_name.items(), key=lambda kv: (-kv[1], kv[0]))
     if limit is not None:
         ranked = ranked[:limit]
     return {"types": [{"type": k, "count": v} for k, v in ranked], "objects": total,
             "distinct": len(by_name), "elapsed_s": round(time.perf_counter() - t0, 6)}
-
-
-def _sizer(t: type, sample: Any, sizes: Dict[type, List[int]]
-           ) -> Tuple[Callable[[Any], int], int, Callable[[int], None]]:
-    """(sizeof, header, add) for objects of type *t*: ``sizeof(o) + header == getsizeof(o)``.
-    For builtin types the C ``__sizeof__`` descriptor is called directly, with the GC header
-    measured once: getsizeof would create a bound method per call, an allocation that costs
-    ~1 us each when tracemalloc traces (a census of 1M untracked objects: seconds)."""
-    values = sizes.get(t)
-    if values is None:
-        values = sizes[t] = []
-    add = values.append
-    if t is type or t.__flags__ & _HEAPTYPE:
-        return sys.getsizeof, 0, add
-    try:
-        sizeof = t.__sizeof__
-        if type(sizeof) is not _METHOD_DESCRIPTOR:
-            return sys.getsizeof, 0, add
-        return sizeof, sys.getsizeof(sample) - sizeof(sample), add
-    except Exception:
-        return sys.getsizeof, 0, add
-
-
-def _fold(sizes: Dict[type, List[int]], stats: Dict[type, List[int]]) -> None:
-    for t, values in sizes.items():
-        if values:
-            e = stats.get(t)
-            if e is None:
-                stats[t] = [len(values), sum(values)]
-            else:
-                e[0] += len(values)
-                e[1] += sum(values)
-            values.clear()
 
 
 class Census:
@@ -228,131 +103,48 @@ class Census:
         clock = self.clock
         t0 = clock()
         deadline = t0 + self.budget_s
-        objs = gc.get_objects()
-        # Everything the walk allocates from here on is not in objs, so it is never counted.
-        total = len(objs)
+        # Everything the walk allocates from here on is not in rest, so it is never counted.
+        rest, lens, filled, flat = walk.gather()
         strs: List[Any] = []
         raw: List[Any] = []
         self._texts = {str: strs, bytes: raw}
-        str_add = strs.append
-        max_texts = self.max_candidates
-        min_len = self.min_duplicate_len
-        # Sizes are appended to a list per type and folded into [count, bytes] after each slice:
-        # one call per object, and sizes under 257 bytes are the cached small ints. See _sizer.
-        stats: Dict[type, List[int]] = {}  # type -> [count, bytes]
-        sizes: Dict[type, List[int]] = {}
-        sizers: Dict[type, Tuple[Callable[[Any], int], int, Callable[[int], None]]] = {}
-        get = sizers.get
-        get_referents = gc.get_referents
-        is_tracked = gc.is_tracked
-        getrefcount = sys.getrefcount
-        single = _SINGLE
-        seen: set = set()  # ids of counted untracked objects that more than one reference
-        seen_add = seen.add  # points at; the others are met exactly once
-        largest = _Largest(self.containers)
-        walk_types = (tuple, dict)  # untracked containers: their referents are untracked too
+        largest = walk.Largest(self.containers)
+        w = walk.Walk(clock, deadline, largest, strs, raw, self.min_duplicate_len,
+                      self.max_candidates)
         progress = self.progress
-        complete = True
-        tracked = 0
-        for start in range(0, total, CHECK_EVERY):
-            block = objs[start:start + CHECK_EVERY]
-            floor = largest.floor
-            for o in block:
-                t = type(o)
-                r = get(t)
-                if r is None:
-                    r = sizers[t] = _sizer(t, o, sizes)
-                sizeof, header, add = r
-                try:
-                    s = sizeof(o) + header
-                except Exception:  # a broken __sizeof__ of an extension or user type
-                    s = 0
-                add(s)
-                if s > floor:
-                    largest.offer(o, t)
-                    floor = largest.floor
-            tracked += len(block)
-            _fold(sizes, stats)
-            # Untracked referents, a slice at a time: one container may refer to millions.
-            stack = [block]
-            del block
-            while stack and complete:
-                parents = stack.pop()
-                for i in range(0, len(parents), CHECK_EVERY):
-                    refs = get_referents(*parents[i:i + CHECK_EVERY])
-                    for j in range(0, len(refs), _SLICE):
-                        loose = list(filterfalse(is_tracked, refs[j:j + _SLICE]))
-                        if not loose:
-                            continue
-                        counts = list(map(getrefcount, loose))
-                        pending = []
-                        floor = largest.floor
-                        for o, rc in zip(loose, counts):
-                            if rc > single:  # else one reference points at it: met only once
-                                k = id(o)
-                                if k in seen:
-                                    continue
-                                seen_add(k)
-                            t = type(o)
-                            r = get(t)
-                            if r is None:
-                                r = sizers[t] = _sizer(t, o, sizes)
-                            sizeof, header, add = r
-                            try:
-                                s = sizeof(o) + header
-                            except Exception:
-                                s = 0
-                            add(s)
-                            if t is str:
-                                if len(o) >= min_len:
-                                    str_add(o)
-                            elif t in walk_types:
-                                pending.append(o)
-                            elif t is bytes and len(o) >= min_len:
-                                raw.append(o)
-                            if s > floor:
-                                largest.offer(o, t)
-                                floor = largest.floor
-                        del loose, counts
-                        _fold(sizes, stats)
-                        if len(strs) + len(raw) > max_texts:
-                            self._trim(max_texts)
-                            min_len = sys.maxsize  # no room for more
-                        if pending:
-                            stack.append(pending)
-                        del pending
-                        if clock() > deadline:
-                            complete = False
-                            break
-                    del refs
-                    if not complete:
-                        break
-                del parents
-            stack = []
-            done = min(total, start + CHECK_EVERY)
-            if progress is not None:
-                progress("census", done, total)
-            if not complete or (clock() > deadline and done < total):
-                complete = False
-                break
-        del objs, seen
-        _fold(sizes, stats)
-        sizes.clear()
-        sizers.clear()
+        try:
+            tracked = w.tuples(lens, filled)  # complete exact tuples: counted from their lengths
+            total = tracked + len(rest)
+            complete = w.run([iter((flat,))])  # their untracked items
+            for start in range(0, len(rest), CHECK_EVERY):
+                if not complete:
+                    break
+                block = rest[start:start + CHECK_EVERY]
+                complete = w.block(block)
+                tracked += len(block)
+                del block
+                if progress is not None:
+                    progress("census", tracked, total)
+                if complete and tracked < total and clock() > deadline:
+                    complete = False
+            w.largest_tuples(lens, filled, flat)
+        finally:
+            for held in (rest, lens, filled, flat):  # rest may hold iterators that refer to it
+                held.clear()
+            del rest, lens, filled, flat
+        self.candidates_complete = w.texts_complete and complete
         merged: Dict[str, List[int]] = {}  # distinct type objects may share a name
-        for t, (n, size) in stats.items():
-            name = type_name(t)
+        for k, (n, size) in w.stats.items():
+            name = type_name(w.types[k])
             m = merged.get(name)
             if m is None:
                 merged[name] = [n, size]
             else:
                 m[0] += n
                 m[1] += size
-        stats.clear()
+        del w
         ranked = sorted(merged.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
         objects = sum(v[0] for v in merged.values())
-        if not complete:
-            self.candidates_complete = False
         return {
             "census": {
                 "complete": complete, "budget_s": self.budget_s,
@@ -363,13 +155,6 @@ class Census:
             },
             "containers": largest.report(),
         }
-
-    def _trim(self, limit: int) -> None:
-        self.candidates_complete = False
-        for values in self._texts.values():
-            keep = max(0, min(len(values), limit))
-            del values[keep:]
-            limit -= keep
 
     def duplicates(self, top: int = 50, budget_s: Optional[float] = None) -> Dict[str, Any]:
         """Equal str/bytes values held as separate objects: count, size of one copy, and the

@@ -3,9 +3,11 @@ agent's snapshots, what grew at every step, and who holds instances of a type.
 
 Snapshots are found by id among the file names in the agent's snapshot directory
 (``snapshots.directory``); any snapshot there can be named (a baseline from an earlier run), but
-the defaults ("the latest two", "the last ten") count only this process's own, since a shared
-directory may hold other processes' too. The documents are loaded from disk, never kept: an
-agent that answers questions about its host's heap must not grow it.
+the defaults ("the latest two", "the last ten") count only this process's own: those whose id
+starts with its ``PID-TOKEN`` (``snapshots.instance()``), since a shared directory may hold other
+processes' too, and earlier runs' with the same PID (a container's PID 1). The documents are
+loaded from disk, never kept: an agent that answers questions about its host's heap must not
+grow it.
 """
 from __future__ import annotations
 
@@ -35,31 +37,36 @@ def _snapshot_id(a: Args, key: str) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str) or not _ID.match(value):
-        raise BadArgs("%s: argument %r must be a snapshot id such as 1234-20250101T120000000000Z-1"
-                      ", got %s" % (a.op, key, _short(value)))
+        raise BadArgs("%s: argument %r must be a snapshot id such as "
+                      "1234-0a1b2c3d-20250101T120000000000Z-1, got %s" % (a.op, key, _short(value)))
     return value
 
 
 def _catalogue(agent: Any) -> Tuple[str, List[Dict[str, Any]]]:
-    """The agent's snapshot directory and ``{"id", "pid", "path"}`` of each snapshot in it,
-    oldest first, from the file names alone (list_dir would read every file once more)."""
+    """The agent's snapshot directory and ``{"id", "instance", "path"}`` of each snapshot in it,
+    oldest first, from the file names alone (list_dir would read every file once more);
+    ``instance`` is the ``PID-TOKEN`` that took it (None for ids of earlier memtui versions)."""
     from . import snapshots  # noqa: PLC0415 - only the snapshot ops need it
 
     directory = snapshots.directory(agent)
     out = []
     for name in snapshots.snapshot_names(directory):
-        ident = name[:-len(snapshots.SUFFIX)]
-        out.append({"id": ident, "pid": int(ident.split("-", 1)[0]),
+        out.append({"id": name[:-len(snapshots.SUFFIX)], "instance": snapshots.instance_of(name),
                     "path": os.path.join(directory, name)})
     return directory, out
 
 
-def _own(agent: Any, metas: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    return [m for m in metas if m["pid"] == agent.pid]
+def _own(metas: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """This process's snapshots: not another process's, nor an earlier run's with our PID."""
+    from . import snapshots  # noqa: PLC0415
+
+    me = snapshots.instance()
+    return [m for m in metas if m["instance"] == me]
 
 
 def _load(meta: Dict[str, Any]) -> Dict[str, Any]:
-    """The parts of a snapshot document diff and suspects read (the rest is dropped at once)."""
+    """The parts of a snapshot document diff and suspects read (the rest is dropped at once).
+    OSError (pruned meanwhile) or ValueError (not a usable snapshot: the message says why)."""
     from . import snapshots  # noqa: PLC0415
 
     doc = snapshots.load(meta["path"])
@@ -79,11 +86,11 @@ def _snapshot_diff(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     limit = a.int("limit", 1000, 1, 100_000)
     directory, metas = _catalogue(agent)
     by_id = {m["id"]: m for m in metas}
-    own = _own(agent, metas)
+    own = _own(metas)
     for value in (first, second):
         if value is not None and value not in by_id:
             raise BadArgs("snapshot.diff: no snapshot %r in %s" % (value, directory))
-    if first is None and second is not None and by_id[second]["pid"] != agent.pid:
+    if first is None and second is not None and by_id[second] not in own:
         raise BadArgs("snapshot.diff: %r is another process's snapshot; name 'a' too" % second)
     if second is None:
         if not own:
@@ -101,7 +108,11 @@ def _snapshot_diff(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
         raise BadArgs("snapshot.diff: a and b are the same snapshot %r" % first)
     from . import heapdiff  # noqa: PLC0415 - loaded when first asked, not at agent start
 
-    result = heapdiff.diff(_load(by_id[first]), _load(by_id[second]))
+    try:
+        docs = [_load(by_id[first]), _load(by_id[second])]
+    except (OSError, ValueError) as exc:  # pruned meanwhile, or damaged: say which
+        raise Unavailable("snapshot.diff: cannot read a snapshot: %s" % exc) from None
+    result = heapdiff.diff(*docs)
     for key in ("types", "sites"):
         rows = result.get(key)
         if rows is not None and len(rows) > limit:
@@ -123,7 +134,7 @@ def _snapshot_suspects(agent: Any, a: Args, ctx: Dict[str, Any]) -> Any:
     directory, metas = _catalogue(agent)
     docs: List[Dict[str, Any]] = []
     skipped: List[Dict[str, str]] = []
-    for meta in _own(agent, metas)[-last:]:
+    for meta in _own(metas)[-last:]:
         try:
             docs.append(_load(meta))
         except (OSError, ValueError) as exc:  # pruned meanwhile, or damaged: say which

@@ -453,9 +453,11 @@ class Monitor:
 
     # pressure actions --------------------------------------------------------------------------
     def _pressure(self, new: str, previous: str, rss: int, cfg: MonitorSettings) -> None:
+        # intake is throttled at critical only: below it (warning included) it resumes, or a
+        # worker pool stays shut while the memory sits between the warning and critical lines
+        if _RANK[new] < _RANK["critical"] and self._throttled:
+            self._release("memory back to normal" if new == "ok" else "memory no longer critical")
         if new == "ok":
-            if self._throttled:
-                self._release("memory back to normal")
             return
         if not cfg.pressure_enabled or _RANK[new] <= _RANK[previous]:
             return

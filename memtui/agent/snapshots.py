@@ -8,26 +8,30 @@ overwrites) and the temporary name removed: the final name never holds a partial
 happens to the process or the disk, and a failure leaves neither name behind. One snapshot at a
 time per process: a second ``take`` while one runs raises SnapshotBusy. Never pickle.
 
-The document: ``format`` "memtui-snapshot", ``version`` 1, ``id`` (``PID-UTCSTAMP-N``, the file
-stem), ``pid``, ``taken_at``, ``python``, ``argv``, ``env``, ``reason``, ``elapsed_s``,
-``process`` (the agent's process figures), ``gc`` {counts, thresholds, collections, frozen},
-``census`` {complete, budget_s, elapsed_s, objects, bytes, tracked, untracked, types: [{type,
-count, size}] by size}, ``containers`` (largest 20 by length), ``duplicates`` {complete,
-wasted_bytes, values: top 50}, ``tracemalloc`` (None unless tracing: frames, traced, peak,
-by_line top 200, by_traceback top 50). See census.py for how each is counted.
+The document: ``format`` "memtui-snapshot", ``version`` 1, ``id`` (``PID-TOKEN-UTCSTAMP-N``,
+the file stem; TOKEN is random per process, so a later process with the same PID, as in a
+container restarted with PID 1, never takes an earlier one's snapshots for its own; earlier
+memtui wrote ``PID-UTCSTAMP-N``, still read), ``pid``, ``taken_at``, ``python``, ``argv``,
+``env``, ``reason``, ``elapsed_s``, ``process`` (the agent's process figures), ``gc`` {counts,
+thresholds, collections, frozen}, ``census`` {complete, budget_s, elapsed_s, objects, bytes,
+tracked, untracked, types: [{type, count, size}] by size}, ``containers`` (largest 20 by
+length), ``duplicates`` {complete, wasted_bytes, values: top 50}, ``tracemalloc`` (None unless
+tracing: frames, traced, peak, by_line top 200, by_traceback top 50). See census.py for how
+each is counted.
 """
 from __future__ import annotations
 
 import errno
 import gc
 import json
+import math
 import os
 import re
 import sys
 import threading
 import time
 import zlib
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import _tracemalloc
 
@@ -46,12 +50,17 @@ TRACING_BUDGET_S = 5.0
 DEFAULT_RETENTION = 20
 MAX_DOCUMENT = 256 * 1024 * 1024  # decompressed bytes load() accepts
 _CHUNK = 256 * 1024  # bytes of JSON compressed and written between two progress reports
-_NAME = re.compile(r"^(\d+)-(\d{8}T\d{12}Z)-(\d+)\.json\.gz$")
-_TEMP = re.compile(r"^\.(\d+)-(\d{8}T\d{12}Z)-(\d+)\.tmp$")
-_MEMTUI_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-# tracemalloc sites that are never the application's: memtui's own, the import machinery
+_ID = r"(\d+)-(?:([0-9a-f]{8})-)?(\d{8}T\d{12}Z)-(\d+)"  # pid, token (absent: older), stamp, n
+_NAME = re.compile(r"^%s\.json\.gz$" % _ID)
+_TEMP = re.compile(r"^\.%s\.tmp$" % _ID)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # memtui/
+# tracemalloc sites that are never the application's: the agent and what it runs on (its profile
+# is parsed by memtui.config), the CLI side, tracemalloc and the import machinery. The building
+# blocks (memtui/runtime: a Cache's entries) and the demo service are the application's.
+_NOT_APP_DIRS = tuple(os.path.join(_PACKAGE, d) + os.sep for d in ("agent", "cli", "config"))
 _NOT_APP = (os.path.join(os.path.dirname(os.__file__), "tracemalloc.py"),
-            "<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>")
+            "<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>", "<unknown>"
+            ) + tuple(os.path.join(_PACKAGE, f) for f in ("protocol.py", "client.py", "paths.py"))
 
 Progress = Callable[[str, int, Optional[int]], None]
 ERROR = "error" if "error" in SEVERITIES else "warning"  # the severity of a failed snapshot
@@ -72,6 +81,7 @@ class SnapshotBusy(SnapshotError):
 # -- one snapshot at a time, and what it is doing (read by `snapshot.status`) --------------------
 _lock = threading.Lock()
 _counter = [0]
+_token = [os.urandom(4).hex()]  # this process instance's, in its snapshot ids (see the docstring)
 _status: Dict[str, Any] = {"running": False, "phase": None, "done": 0, "total": None,
                            "started_at": None, "id": None, "reason": None, "last": None}
 
@@ -80,6 +90,7 @@ def _reset_after_fork() -> None:
     """A child forked while its parent took a snapshot must not inherit a held lock."""
     global _lock
     _lock = threading.Lock()
+    _token[0] = os.urandom(4).hex()
     _status.update(running=False, phase=None, done=0, total=None, started_at=None, id=None,
                    reason=None)
 
@@ -95,6 +106,18 @@ def status() -> Dict[str, Any]:
     if snap["started_at"] is not None and snap["running"]:
         snap["elapsed_s"] = round(time.time() - snap["started_at"], 3)
     return snap
+
+
+def instance() -> str:
+    """``PID-TOKEN``: what this process's snapshot ids (and file names) start with."""
+    return "%d-%s" % (os.getpid(), _token[0])
+
+
+def instance_of(snap_id: str) -> Optional[str]:
+    """The ``PID-TOKEN`` of a snapshot id or file name; None for other names and for the ids
+    earlier memtui wrote (``PID-UTCSTAMP-N``: which process instance is not recorded)."""
+    m = _NAME.match(snap_id if snap_id.endswith(SUFFIX) else snap_id + SUFFIX)
+    return "%s-%s" % (m.group(1), m.group(2)) if m is not None and m.group(2) else None
 
 
 # -- where ---------------------------------------------------------------------------------------
@@ -155,7 +178,8 @@ def take(agent: Any, reason: str = "manual", trace: Optional[bool] = None,
     duplicates, tracemalloc, writing).
 
     Emits a "snapshot" event (info when written, error when not) and prunes this process's
-    snapshots to ``retention(agent)``. Raises SnapshotBusy while another runs, SnapshotError
+    snapshots (this instance's: not an earlier process's with the same PID) to
+    ``retention(agent)``. Raises SnapshotBusy while another runs, SnapshotError
     (with the OSError as its cause) when it cannot be written: then no file is left behind.
     """
     if reason not in REASONS:
@@ -171,7 +195,7 @@ def take(agent: Any, reason: str = "manual", trace: Optional[bool] = None,
     try:
         _counter[0] += 1
         started = time.time()
-        snap_id = "%d-%s-%d" % (os.getpid(), _stamp(started), _counter[0])
+        snap_id = "%s-%s-%d" % (instance(), _stamp(started), _counter[0])
         _status.update(running=True, phase="starting", done=0, total=None, started_at=started,
                        id=snap_id, reason=reason)
 
@@ -202,7 +226,7 @@ def take(agent: Any, reason: str = "manual", trace: Optional[bool] = None,
             **{k: meta[k] for k in ("id", "path", "bytes", "elapsed_s", "complete", "objects",
                                     "reason")})
         try:
-            prune(where, retention(agent), pid=os.getpid())
+            prune(where, retention(agent), instance=instance())
         except Exception as exc:  # retention is housekeeping: the snapshot itself is fine
             _record(agent, "snapshot retention", exc)
         return meta
@@ -303,9 +327,10 @@ def build(agent: Any, snap_id: str, taken_at: float, reason: str, budget_s: floa
 
 def tracemalloc_sites(lines: int = 200, tracebacks: int = 50) -> Optional[Dict[str, Any]]:
     """Traced memory grouped by the allocating file:line and by whole traceback, from the raw
-    traces (``_tracemalloc._get_traces``: no Snapshot/Frame objects per trace). Sites in memtui
-    itself, tracemalloc and the import machinery are left out. Tracebacks list the most recent
-    frame first. None when not tracing."""
+    traces (``_tracemalloc._get_traces``: no Snapshot/Frame objects per trace). Sites in the
+    agent's side of memtui (_NOT_APP_DIRS, _NOT_APP), tracemalloc and the import machinery are
+    left out; memtui's building blocks (memtui/runtime: a Cache's entries) are the application's
+    and stay. Tracebacks list the most recent frame first. None when not tracing."""
     if not _tracemalloc.is_tracing():
         return None
     frames = _tracemalloc.get_traceback_limit()
@@ -328,7 +353,7 @@ def tracemalloc_sites(lines: int = 200, tracebacks: int = 50) -> Optional[Dict[s
         if not tb:
             continue
         filename, lineno = tb[0]
-        if filename in _NOT_APP or filename.startswith(_MEMTUI_DIR):
+        if filename in _NOT_APP or filename.startswith(_NOT_APP_DIRS):
             continue
         e = by_line.get((filename, lineno))
         if e is None:
@@ -447,8 +472,10 @@ def _unlink_quietly(path: str) -> None:
 
 
 def load(path: str, max_bytes: int = MAX_DOCUMENT) -> Dict[str, Any]:
-    """Read a snapshot document; ValueError with a clear message for anything that is not a
-    version-1 memtui snapshot (not gzip, not JSON, another format or version, too large)."""
+    """Read a snapshot document; ValueError with a one-sentence message for anything that is not
+    a usable version-1 memtui snapshot: not gzip, not JSON (or nested too deeply to parse),
+    another format or version, too large, or a field of the wrong shape (see _check: the fields
+    ``memtui snapshot show/diff/suspects`` read). Ids are not parsed: any string is one."""
     try:
         with open(path, "rb") as fh:
             unpacker = zlib.decompressobj(31)
@@ -475,21 +502,134 @@ def load(path: str, max_bytes: int = MAX_DOCUMENT) -> Dict[str, Any]:
                          % (path, exc)) from None
     try:
         doc = json.loads(b"".join(parts))
-    except ValueError as exc:
+    except RecursionError:
+        raise ValueError("%s holds JSON nested too deeply to read; not a memtui snapshot"
+                         % path) from None
+    except ValueError as exc:  # also bad UTF-8, and integers too long to convert
         raise ValueError("%s does not hold JSON: %s" % (path, exc)) from None
+    del parts
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("%s is not a memtui snapshot (no \"format\": %r)" % (path, FORMAT))
     version = doc.get("version")
     if version != VERSION:
         raise ValueError("%s is a memtui snapshot of version %r; this memtui reads version %d"
                          % (path, version, VERSION))
+    problem = _check(doc)
+    if problem is not None:
+        raise ValueError("%s is not a usable memtui snapshot: %s" % (path, problem))
     return doc
 
 
-def _sort_key(name: str) -> Tuple[str, int, int]:
+# -- the shapes load() checks (what the CLI and heapdiff read); anything else is passed through ---
+def _is_int(v: Any) -> bool:
+    return type(v) is int  # not bool
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is int or type(v) is float) and math.isfinite(v)
+
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_list(v: Any) -> bool:
+    return type(v) is list
+
+
+_WANT = {_is_int: "an integer", _is_number: "a number", _is_str: "a string", _is_list: "a list"}
+Row = Tuple[Tuple[str, Callable[[Any], bool]], ...]
+_TYPE_ROW: Row = (("type", _is_str), ("count", _is_int), ("size", _is_int))
+_CONTAINER_ROW: Row = (("type", _is_str), ("len", _is_int), ("size", _is_int))
+_VALUE_ROW: Row = (("preview", _is_str), ("count", _is_int), ("size", _is_int),
+                   ("wasted", _is_int))
+_LINE_ROW: Row = (("file", _is_str), ("line", _is_int), ("size", _is_int), ("count", _is_int))
+_TRACEBACK_ROW: Row = (("frames", _is_list), ("size", _is_int), ("count", _is_int))
+_FRAME_ROW: Row = (("file", _is_str), ("line", _is_int))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else (
+        "a list" if isinstance(value, list) else "an object")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _field(node: Dict[str, Any], key: str, where: str, ok: Callable[[Any], bool],
+           required: bool = True, null: bool = False) -> Optional[str]:
+    if key not in node:
+        return "%s is missing" % where if required else None
+    value = node[key]
+    if (value is None and null) or ok(value):
+        return None
+    return "%s is %s, not %s" % (where, _short(value), _WANT[ok] if ok in _WANT else "valid")
+
+
+def _rows(node: Dict[str, Any], key: str, where: str, row: Row, required: bool = False,
+          null: bool = True) -> Optional[str]:
+    """*node[key]*: a list of objects each with the fields of *row*."""
+    problem = _field(node, key, where, _is_list, required, null)
+    if problem is not None or node.get(key) is None:
+        return problem
+    for i, item in enumerate(node[key]):
+        here = "%s[%d]" % (where, i)
+        if type(item) is not dict:
+            return "%s is %s, not an object" % (here, _short(item))
+        for name, ok in row:
+            problem = _field(item, name, "%s.%s" % (here, name), ok)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _section(doc: Dict[str, Any], key: str, required: bool
+             ) -> Tuple[Optional[str], Dict[str, Any]]:
+    if key not in doc or doc[key] is None:
+        return ("%s is missing" % key if required else None), {}
+    value = doc[key]
+    if type(value) is not dict:
+        return "%s is %s, not an object" % (key, _short(value)), {}
+    return None, value
+
+
+def _check(doc: Dict[str, Any]) -> Optional[str]:
+    """The first field of the wrong shape, as 'census.types[3].count is "12", not an integer',
+    or None. Cheap: the lists are short (the census's types are the longest)."""
+    return next(filter(None, _problems(doc)), None)
+
+
+def _problems(doc: Dict[str, Any]) -> Iterator[Optional[str]]:
+    """Lazily, each check's problem or None; a section is read only once it has been checked."""
+    yield _field(doc, "id", "id", _is_str, required=False)
+    yield _field(doc, "pid", "pid", _is_int, required=False, null=True)
+    yield _field(doc, "taken_at", "taken_at", _is_number)
+    problem, process = _section(doc, "process", True)
+    yield problem
+    yield _field(process, "rss", "process.rss", _is_number, required=False, null=True)
+    problem, census = _section(doc, "census", True)
+    yield problem
+    for key in ("objects", "bytes"):
+        yield _field(census, key, "census." + key, _is_int, required=False, null=True)
+    if census.get("complete") not in (True, False, None):
+        yield "census.complete is %s, not true or false" % _short(census["complete"])
+    yield _rows(census, "types", "census.types", _TYPE_ROW, required=True, null=False)
+    yield _rows(doc, "containers", "containers", _CONTAINER_ROW)
+    problem, dups = _section(doc, "duplicates", False)
+    yield problem
+    yield _field(dups, "wasted_bytes", "duplicates.wasted_bytes", _is_int, required=False,
+                 null=True)
+    yield _rows(dups, "values", "duplicates.values", _VALUE_ROW)
+    problem, trace = _section(doc, "tracemalloc", False)
+    yield problem
+    yield _rows(trace, "by_line", "tracemalloc.by_line", _LINE_ROW)
+    yield _rows(trace, "by_traceback", "tracemalloc.by_traceback", _TRACEBACK_ROW)
+    for i, row in enumerate(trace.get("by_traceback") or ()):
+        yield _rows(row, "frames", "tracemalloc.by_traceback[%d].frames" % i, _FRAME_ROW)
+
+
+def _sort_key(name: str) -> Tuple[str, int, str, int]:
     m = _NAME.match(name)
     assert m is not None
-    return (m.group(2), int(m.group(1)), int(m.group(3)))
+    return (m.group(3), int(m.group(1)), m.group(2) or "", int(m.group(4)))
 
 
 def snapshot_names(where: str) -> List[str]:
@@ -533,15 +673,16 @@ def list_dir(where: str) -> List[Dict[str, Any]]:
     return out
 
 
-def prune(where: str, keep: int, pid: Optional[int] = None) -> List[str]:
-    """Delete all but the newest *keep* snapshots in *where* (only PID's when *pid* is given,
-    so processes sharing a directory keep each their own), and temporary files left by dead
+def prune(where: str, keep: int, instance: Optional[str] = None) -> List[str]:
+    """Delete all but the newest *keep* snapshots in *where* (only those of *instance*, a
+    ``PID-TOKEN`` as ``instance()`` gives, when it is given: processes sharing a directory, and
+    earlier runs with the same PID, keep each their own), and temporary files left by dead
     processes. Returns the paths removed."""
     if keep < 0:
         raise ValueError("keep must be >= 0")
     names = snapshot_names(where)
-    if pid is not None:
-        names = [n for n in names if n.startswith("%d-" % pid)]
+    if instance is not None:
+        names = [n for n in names if instance_of(n) == instance]
     removed = []
     for name in names[:max(0, len(names) - keep)]:
         path = os.path.join(where, name)
@@ -554,10 +695,15 @@ def prune(where: str, keep: int, pid: Optional[int] = None) -> List[str]:
         leftovers = [n for n in os.listdir(where) if _TEMP.match(n)]
     except OSError:
         leftovers = []
+    me, token = os.getpid(), _token[0]
     for name in leftovers:
         m = _TEMP.match(name)
-        if m is not None and int(m.group(1)) != os.getpid() and not paths.pid_alive(
-                int(m.group(1))):
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        # another PID that is gone, or our PID with another token: an earlier process, gone
+        dead = (not paths.pid_alive(pid)) if pid != me else (m.group(2) not in (None, token))
+        if dead:
             path = os.path.join(where, name)
             _unlink_quietly(path)
             removed.append(path)

@@ -133,14 +133,18 @@ def trace(pid: int = PidArg,
 def snapshot(args: List[str] = typer.Argument(None, metavar="PID | show FILE | diff A B | "
                                                             "suspects PID|FILE..."),
              output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
-                                                  help="Also copy the new snapshot here."),
+                                                  help="Also copy the new snapshot here "
+                                                  "(an existing FILE only with --force)."),
+             force: bool = typer.Option(False, "--force", help="Let -o replace an existing "
+                                        "FILE."),
              trace_: bool = typer.Option(False, "--trace", help="Start tracemalloc first (and "
                                          "keep it on) so the snapshot has allocation sites."),
              budget: Optional[float] = typer.Option(None, "--budget", min=0.05, max=600,
                                                     help="Census time budget in seconds."),
              limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Rows per table."),
              socket: Optional[str] = SocketOpt, json_: bool = JsonOpt) -> None:
-    snapshot_cli.run(list(args or []), output, trace_, budget, socket, json_, limit)
+    snapshot_cli.run(list(args or []), output, trace_, budget, socket, json_, limit,
+                     force)
 
 
 # run -----------------------------------------------------------------------------------------

@@ -103,8 +103,10 @@ def test_growth_must_reach_the_last_snapshot_unbroken():
     grows_then_shrinks = series(grown(**{"app.R": (10, 1000)}), grown(**{"app.R": up}),
                                 grown(**{"app.R": (2000, 200_000)}), grown(**{"app.R": down}))
     assert heapdiff.suspects(grows_then_shrinks) == []
+    # after a fall the run starts again, and must climb past the earlier high by the fall
     shrinks_then_grows = series(grown(**{"app.R": up}), grown(**{"app.R": down}),
-                                grown(**{"app.R": up}), grown(**{"app.R": (2000, 200_000)}))
+                                grown(**{"app.R": (1500, 150_000)}),
+                                grown(**{"app.R": (2000, 200_000)}))
     (s,) = heapdiff.suspects(shrinks_then_grows)
     assert (s["steps"], s["first"], s["count_delta"]) == (2, "100-s1", 1500)
     flat_step = series(grown(**{"app.R": (10, 1000)}), grown(**{"app.R": up}),
@@ -115,13 +117,52 @@ def test_growth_must_reach_the_last_snapshot_unbroken():
     assert (s["steps"], s["first"], s["size_delta"]) == (5, "100-s0", 500_000)
 
 
-def test_count_and_size_must_both_grow():
+def test_each_step_must_reach_a_new_high_over_the_whole_window():
+    # collections.deque of in-flight futures in the demo service: 60..100 of them, up and down.
+    # The last three rise at every step, but never past what the window already saw.
+    wander = [98, 70, 95, 62, 66, 74, 90]
+    docs = series(*[grown(**{"collections.deque": (n, n * 632)}) for n in wander])
+    assert heapdiff.suspects(docs) == []
+    assert heapdiff.suspects(docs[-3:]) != []  # three alone cannot tell it from a leak
+    # once past every earlier high (and by more than it ever fell) it is named
+    docs += series(*[grown(**{"collections.deque": (n, n * 632)}) for n in (140, 180)])
+    (s,) = heapdiff.suspects(docs)
+    assert (s["name"], s["steps"], s["first"]) == ("collections.deque", 2, "100-s6")
+
+
+def test_a_type_that_wanders_must_climb_past_its_own_swing():
+    # fell by 40 KiB once in the window: new highs of +8 KiB a step are within its range
+    sizes = [200_000, 160_000, 200_500, 208_500, 216_500, 224_500]
+    docs = series(*[grown(**{"app.Conn": (100, s)}) for s in sizes])
+    assert heapdiff.suspects(docs) == []
+    # the same steps with no fall before them are a leak
+    assert [s["name"] for s in heapdiff.suspects(docs[2:])] == ["app.Conn"]
+    # and steps larger than the fall are a leak despite it
+    big = series(*[grown(**{"app.Conn": (100, s)}) for s in
+                   (200_000, 160_000, 250_000, 300_000, 350_000)])
+    (s,) = heapdiff.suspects(big)
+    assert (s["steps"], s["first"]) == (3, "100-s1")
+
+
+def test_bytes_must_grow_and_the_count_must_not_fall():
+    # one buffer, array or list that only gets longer: the count stays flat, the bytes grow
     same_count = series(grown(**{"app.Buf": (10, 100_000)}), grown(**{"app.Buf": (10, 200_000)}),
-                        grown(**{"app.Buf": (10, 300_000)}))  # a few buffers getting bigger
-    assert heapdiff.suspects(same_count) == []
+                        grown(**{"app.Buf": (10, 300_000)}))
+    (s,) = heapdiff.suspects(same_count)
+    assert (s["name"], s["count_delta"], s["size_delta"], s["steps"]) == ("app.Buf", 0, 200_000,
+                                                                          2)
+    one_bytearray = series(*[grown(**{"builtins.bytearray": (1, 57 + 200_000 * i)})
+                             for i in range(3)])
+    assert [s["name"] for s in heapdiff.suspects(one_bytearray)] == ["builtins.bytearray"]
     same_size = series(grown(**{"app.X": (10, 100_000)}), grown(**{"app.X": (20, 100_000)}),
                        grown(**{"app.X": (30, 100_000)}))
     assert heapdiff.suspects(same_size) == []
+    fewer_but_bigger = series(grown(**{"app.X": (30, 100_000)}), grown(**{"app.X": (20, 200_000)}),
+                              grown(**{"app.X": (10, 300_000)}))
+    assert heapdiff.suspects(fewer_but_bigger) == []
+    # a flat count still has to clear the noise floor at every step
+    creeping = series(*[grown(**{"app.Buf": (10, 100_000 + 1000 * i)}) for i in range(4)])
+    assert heapdiff.suspects(creeping) == []
 
 
 def test_noise_floor_absolute_and_relative():
@@ -181,9 +222,47 @@ def test_an_incomplete_census_breaks_a_type_run():
     assert [s["first"] for s in heapdiff.suspects(docs, min_snapshots=2)] == ["100-s2"]
 
 
-@pytest.mark.parametrize("bad", [{}, {"census": None}, {"census": {"types": "x"}},
-                                 {"census": {"types": [{"type": "a"}, "junk"]}}])
-def test_malformed_documents_give_empty_tables_not_errors(bad):
+@pytest.mark.parametrize("bad,has_types", [
+    ({}, False), ({"census": None}, False), ({"census": {"types": "x"}}, False),
+    ({"census": {"types": [{"type": "a"}, "junk"]}}, True), ([], False), ("x", False),
+    (None, False)])
+def test_malformed_documents_give_empty_tables_not_errors(bad, has_types):
     d = heapdiff.diff(bad, doc(1, BASE))
-    assert {t["type"] for t in d["types"]} == set(BASE)
+    assert {t["type"] for t in d["types"]} == set(BASE) and d["seconds"] is None
     assert heapdiff.suspects([bad, bad, bad]) == []
+    # a types list of junk rows is an empty census, still comparable; no census is not
+    assert heapdiff.comparable([bad, bad]) == (2 if has_types else 0)
+
+
+ODD_ROWS = [{"type": ["a"], "count": 1, "size": 10},  # unhashable name
+            {"type": {"x": 1}, "count": 1, "size": 10}, {"type": 7, "count": 1, "size": 10},
+            {"type": "app.S", "count": "12", "size": 10}, {"type": "app.S", "count": 1},
+            {"type": "app.B", "count": True, "size": 10}, {"type": "app.N", "count": -1, "size": 1},
+            {"type": "app.F", "count": 1, "size": 1.5}, ["app.L", 1, 10], None]
+
+
+def test_odd_rows_of_another_version_are_skipped():
+    docs = [doc(i, grown(**{"app.R": (1000 * (i + 1), 50_000 * (i + 1))})) for i in range(3)]
+    for d in docs:
+        d["census"]["types"][:0] = ODD_ROWS
+        d["tracemalloc"] = {"by_line": [{"file": ["x"], "line": 1, "count": 1, "size": 1},
+                                        {"file": "a.py", "line": "x", "count": 1, "size": 1},
+                                        {"file": "a.py", "line": True, "count": 1, "size": 1},
+                                        "junk"]}
+    docs[1]["taken_at"] = "2025-01-01T00:00:00"
+    d = heapdiff.diff(docs[0], docs[2])
+    assert [t["type"] for t in d["types"]] == ["app.R"] and d["sites"] == []
+    assert heapdiff.diff(docs[0], docs[1])["seconds"] is None
+    assert [s["name"] for s in heapdiff.suspects(docs)] == ["app.R"]
+    assert heapdiff.type_table(docs[0]) == dict(BASE, **{"app.R": (1000, 50_000)})
+
+
+def test_comparable_counts_back_from_the_latest_unbroken_snapshots():
+    full = [doc(i, BASE) for i in range(4)]
+    assert heapdiff.comparable(full) == 4 and heapdiff.comparable([]) == 0
+    cut = [doc(i, BASE, complete=(i != 1)) for i in range(4)]
+    assert heapdiff.comparable(cut) == 2
+    assert heapdiff.comparable(cut[:2]) == 0
+    # a traced run reaches past a cut census: its sites are still compared
+    traced = [doc(i, BASE, {("a.py", 1): (i, 100 * i)}, complete=(i != 1)) for i in range(4)]
+    assert heapdiff.comparable(traced) == 4

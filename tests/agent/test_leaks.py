@@ -57,6 +57,22 @@ def test_a_leak_is_the_first_suspect_within_three_snapshots(start_target, kind, 
         assert sites and sites[0]["name"] == "%s:%d" % (SCRIPT, line), summary
 
 
+@pytest.mark.parametrize("tracing", ("off", "take"))
+def test_one_growing_buffer_is_a_suspect_though_its_count_stays_flat(start_target, tracing):
+    target = start(start_target, "buffer", tracing)
+    line = json.loads(target.send("lines").split(" ", 1)[1])["buffer"]
+    with AgentClient(pid=target.pid, path=target.socket, timeout=60) as client:
+        run_steps(target, client, tracing, 3)
+        found = client.snapshot_suspects()["suspects"]
+    summary = [(s["kind"], s["name"], s["count_delta"], s["size_delta"]) for s in found]
+    types = [s for s in found if s["kind"] == "type"]
+    assert types and types[0]["name"] == "builtins.bytearray", summary
+    assert types[0]["count_delta"] == 0 and types[0]["size_delta"] >= 2 * 200_000, summary
+    sites = [s for s in found if s["kind"] == "site"]
+    if tracing == "take":
+        assert sites and sites[0]["name"] == "%s:%d" % (SCRIPT, line), summary
+
+
 @pytest.mark.parametrize("tracing", TRACING)
 def test_a_steady_process_has_no_suspects(start_target, tracing):
     target = start(start_target, "steady", tracing)

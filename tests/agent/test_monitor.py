@@ -281,14 +281,23 @@ def test_pressure_actions_shrink_at_warning_and_collect_and_throttle_at_critical
     assert thr["data"] == {"action": "throttle", "on": True, "level": "critical",
                            "components": ["jobs"], "errors": {}}
     assert pool_.on is True
-    _observe(a, rss=880)  # back to warning: still throttled
-    assert pool_.on is True
-    _observe(a, rss=100)  # ok: intake resumes
+    _observe(a, rss=920)  # below the critical line but within its hysteresis: still critical
+    assert pool_.on is True and a.monitor.level == "critical"
+    _observe(a, rss=880)  # back to warning: intake resumes (throttling is for critical only)
     assert pool_.on is False and pool_.calls == [True, False]
     last = _events(a, "action")[-1]
     assert (last["data"]["action"], last["data"]["on"]) == ("throttle", False)
-    assert [e["data"]["state"] for e in _events(a, "alert")] == ["warning", "critical",
-                                                                  "warning", "ok"]
+    assert last["data"]["reason"] == "memory no longer critical"
+    _observe(a, rss=960)  # critical again: throttled again
+    assert pool_.on is True and pool_.calls == [True, False, True]
+    _observe(a, rss=100)  # straight to ok: intake resumes
+    assert pool_.on is False and pool_.calls == [True, False, True, False]
+    last = _events(a, "action")[-1]
+    assert (last["data"]["on"], last["data"]["reason"]) == (False, "memory back to normal")
+    _observe(a, rss=850)  # warning after ok: nothing to release, nothing throttled
+    assert pool_.calls == [True, False, True, False]
+    assert [e["data"]["state"] for e in _events(a, "alert")] == [
+        "warning", "critical", "warning", "critical", "ok", "warning"]
 
 
 def test_pressure_actions_follow_their_settings_and_release_on_stop():

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import threading
+import tracemalloc
 import zlib
 
 import pytest
@@ -309,3 +310,172 @@ def test_load_refuses_a_decompression_bomb(tmp_path):
     path.write_bytes(packer.compress(b" " * (4 << 20)) + packer.flush())
     with pytest.raises(ValueError, match="more than 1 MB"):
         snapshots.load(str(path), max_bytes=1 << 20)
+
+
+# -- tracemalloc sites: memtui's building blocks are the application's ----------------------------
+PACKAGE = os.path.dirname(os.path.abspath(snapshots.__file__)).rsplit(os.sep, 1)[0]
+
+
+def test_sites_in_memtui_runtime_are_kept_and_the_agents_left_out():
+    from memtui.runtime.cache import Cache
+
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start(1)
+    try:
+        cache = Cache(name="sites", max_entries=100_000, register=False)
+        for i in range(20_000):
+            cache.set(i * 7919, None)  # the entries are the cache's own allocations
+        agents = [snapshots.instance() for _ in range(2000)]  # strings made in memtui/agent
+        sites = snapshots.tracemalloc_sites(lines=100_000)
+    finally:
+        if started:
+            tracemalloc.stop()
+    assert len(cache) == 20_000 and len(agents) == 2000
+    files = {r["file"] for r in sites["by_line"]}
+    runtime = [f for f in files if f.startswith(os.path.join(PACKAGE, "runtime") + os.sep)]
+    assert runtime, sorted(files)  # a leak in a Cache can be named
+    for side in ("agent", "cli", "config"):
+        assert not [f for f in files if f.startswith(os.path.join(PACKAGE, side) + os.sep)]
+
+
+# -- retention and "this process's" snapshots: this process instance, not this PID ---------------
+def _seed(directory, name, source):
+    path = os.path.join(directory, name)
+    with open(source, "rb") as fh, open(path, "wb") as out:
+        out.write(fh.read())
+    os.chmod(path, 0o600)
+    return name[:-len(".json.gz")]
+
+
+def test_an_earlier_run_with_the_same_pid_keeps_its_snapshots(start_target, tmp_path):
+    # In a container every run is PID 1: a baseline saved by an earlier run has our PID in its
+    # name, and must neither be pruned nor be taken for one of ours.
+    out = tmp_path / "snaps"
+    target = start_target('settings={"profiler": {"output_dir": "%s", "retention": 2}}' % out)
+    with AgentClient(pid=target.pid) as client:
+        first = client.snapshot_take()
+        assert first["id"].startswith(snapshots.instance_of(first["id"]) + "-")
+        assert snapshots.instance_of(first["id"]).startswith("%d-" % target.pid)
+        # an earlier run's (and an earlier memtui's, without the token), same PID, older
+        older = _seed(str(out), "%d-20200101T000000000000Z-1.json.gz" % target.pid,
+                      first["path"])
+        earlier = _seed(str(out), "%d-0badcafe-20200101T000000000001Z-1.json.gz" % target.pid,
+                        first["path"])
+        taken = [client.snapshot_take()["id"] for _ in range(3)]
+        names = sorted(os.listdir(out))
+        suspects = client.snapshot_suspects()
+        latest = client.snapshot_diff()
+        named = client.snapshot_diff(older, taken[-1])  # any snapshot can still be named
+    assert names == sorted([older + ".json.gz", earlier + ".json.gz"]
+                           + [i + ".json.gz" for i in taken[-2:]])
+    assert suspects["snapshots"] == taken[-2:]
+    assert (latest["a"], latest["b"]) == (taken[-2], taken[-1])
+    assert (named["a"], named["b"]) == (first["id"], taken[-1])  # the copy holds first's id
+
+
+def test_prune_keeps_other_instances_and_clears_their_dead_temporaries(tmp_path):
+    me, pid = snapshots.instance(), os.getpid()
+    names = ["%s-20240101T00000000000%dZ-%d.json.gz" % (me, i, i) for i in range(4)]
+    names += ["%d-20200101T000000000000Z-1.json.gz" % pid,  # earlier memtui: no token
+              "%d-0badcafe-20200101T000000000000Z-1.json.gz" % pid]  # an earlier run
+    temps = [".%d-0badcafe-20200101T000000000000Z-2.tmp" % pid,  # our PID, another run: gone
+             ".%s-20240101T000000000009Z-9.tmp" % me]  # ours: being written
+    for name in names + temps:
+        (tmp_path / name).write_bytes(b"x")
+    removed = snapshots.prune(str(tmp_path), 2, instance=me)
+    assert sorted(os.path.basename(p) for p in removed) == sorted(names[:2] + temps[:1])
+    assert sorted(os.listdir(tmp_path)) == sorted(names[2:] + temps[1:])
+    assert [snapshots.instance_of(n) for n in names] == [me] * 4 + [None, "%d-0badcafe" % pid]
+
+
+# -- load: malformed documents are refused with one sentence naming the field ---------------------
+def _valid(**more):
+    doc = {"format": "memtui-snapshot", "version": 1, "id": "100-s1", "pid": 100,
+           "taken_at": 1000.0, "reason": "manual", "process": {"rss": 50_000_000},
+           "census": {"complete": True, "budget_s": 1.0, "objects": 10, "bytes": 1000,
+                      "types": [{"type": "builtins.dict", "count": 3, "size": 700}]},
+           "containers": [{"type": "builtins.list", "len": 3, "size": 88, "repr": "<x>"}],
+           "duplicates": {"complete": True, "wasted_bytes": 0,
+                          "values": [{"kind": "str", "preview": "'a'", "count": 2, "size": 50,
+                                      "wasted": 50}]},
+           "tracemalloc": {"frames": 1, "traced": 10, "peak": 10,
+                           "by_line": [{"file": "a.py", "line": 1, "size": 1, "count": 1}],
+                           "by_traceback": [{"frames": [{"file": "a.py", "line": 1}],
+                                             "size": 1, "count": 1}]}}
+    doc.update(more)
+    return doc
+
+
+def _damage(mode):
+    doc = _valid()
+    row = doc["census"]["types"][0]
+    if mode == "taken_at":
+        doc["taken_at"] = "2025-01-01T00:00:00"
+    elif mode == "taken_at_missing":
+        del doc["taken_at"]
+    elif mode == "process":
+        doc["process"] = "n/a"
+    elif mode == "census":
+        doc["census"] = []
+    elif mode == "count_missing":
+        del row["count"]
+    elif mode == "count_str":
+        row["count"] = "12"
+    elif mode == "size_bool":
+        row["size"] = True
+    elif mode == "type_list":
+        row["type"] = ["a"]
+    elif mode == "row_str":
+        doc["census"]["types"].append("junk")
+    elif mode == "containers":
+        doc["containers"] = [{"type": "x"}]
+    elif mode == "duplicates":
+        doc["duplicates"]["wasted_bytes"] = "1"
+    elif mode == "tracemalloc":
+        doc["tracemalloc"]["by_line"][0]["line"] = "x"
+    elif mode == "frames":
+        doc["tracemalloc"]["by_traceback"][0]["frames"] = [{"file": 1, "line": 1}]
+    return doc
+
+
+@pytest.mark.parametrize("mode,field", [
+    ("taken_at", "taken_at"), ("taken_at_missing", "taken_at"), ("process", "process"),
+    ("census", "census"), ("count_missing", "census.types[0].count"),
+    ("count_str", "census.types[0].count"), ("size_bool", "census.types[0].size"),
+    ("type_list", "census.types[0].type"), ("row_str", "census.types[1]"),
+    ("containers", "containers[0].len"), ("duplicates", "duplicates.wasted_bytes"),
+    ("tracemalloc", "tracemalloc.by_line[0].line"),
+    ("frames", "tracemalloc.by_traceback[0].frames[0].file")])
+def test_load_names_the_first_field_of_the_wrong_shape(tmp_path, mode, field):
+    path = tmp_path / "x.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(_damage(mode)).encode()))
+    with pytest.raises(ValueError) as err:
+        snapshots.load(str(path))
+    message = str(err.value)
+    assert "not a usable memtui snapshot: %s " % field in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b'{"format":"memtui-snapshot","version":1,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "nested too deeply"),
+    (b'{"format":"memtui-snapshot","version":1,"x":"\xff"}', "does not hold JSON"),
+    (b'{"format":"memtui-snapshot","version":1,"x":' + b"1" * 5000 + b"}", "does not hold JSON"),
+    (json.dumps(_valid(taken_at=float("nan"))).encode(), "taken_at is NaN, not a number"),
+], ids=["deep", "bad-utf8", "huge-int", "nan"])
+def test_load_refuses_malformed_json_in_one_sentence(tmp_path, raw, message):
+    path = tmp_path / "x.json.gz"
+    path.write_bytes(gzip.compress(raw))
+    with pytest.raises(ValueError) as err:
+        snapshots.load(str(path))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_load_takes_any_id_and_what_a_snapshot_may_leave_out(tmp_path):
+    path = tmp_path / "x.json.gz"
+    for doc in (_valid(), _valid(id="1234-20200101T000000000000Z-1"),
+                _valid(containers=None, duplicates=None, tracemalloc=None, pid=None),
+                _valid(process={"error": "OSError: gone"})):
+        path.write_bytes(gzip.compress(json.dumps(doc).encode()))
+        assert snapshots.load(str(path)) == doc

@@ -6,6 +6,8 @@ KIND is one of
   cycles     Peer pairs in reference cycles through ``__del__``, whose finalizer parks the
              object for a "later retry": every collected cycle comes back, none is ever freed
   classattr  a class attribute accumulating (Event objects in Tracker.history)
+  buffer     one receive buffer (a bytearray) extended by 100 bytes per object and never
+             consumed: the bytes grow, the count of bytearrays does not
   steady     no leak: each step frees the Items of the previous one and allocates as many
 Extra ``key=value`` arguments go to ``memtui.start()`` (JSON values, as in service.py), except
 ``per_step=N`` (objects per step, default 2000).
@@ -26,7 +28,7 @@ sys.path.insert(0, os.environ.get("MEMTUI_SRC", ROOT))
 
 import memtui  # noqa: E402
 
-KINDS = ("dict", "closure", "cycles", "classattr", "steady")
+KINDS = ("dict", "closure", "cycles", "classattr", "buffer", "steady")
 
 
 # (1) an unbounded dict keyed by request id -------------------------------------------------------
@@ -101,7 +103,16 @@ def grow_classattr(n):
         Tracker.history.append(Event(Tracker.seq))  # leak: classattr
 
 
-# (5) steady: as much freed as allocated -------------------------------------------------------
+# (5) one container that only gets longer ---------------------------------------------------------
+INBOX = bytearray()  # a receive buffer nobody consumes
+
+
+def grow_buffer(n):
+    INBOX.extend(bytes(100 * n))  # leak: buffer
+    return len(INBOX)
+
+
+# (6) steady: as much freed as allocated -------------------------------------------------------
 class Item:
     def __init__(self, n):
         self.n = n
@@ -154,6 +165,8 @@ def main():
             elif kind == "classattr":
                 grow_classattr(per_step)
                 live = len(Tracker.history)
+            elif kind == "buffer":
+                live = grow_buffer(per_step)
             else:
                 churn(per_step)
                 live = len(WORK)
