@@ -1,36 +1,37 @@
 """The heap walk behind census.py: how live objects are gathered, sized and de-duplicated without
-running any Python code of theirs (or of their metaclasses), in bounded extra memory.
+running any Python code of theirs (or of their classes' metaclasses), in bounded extra memory.
 
-Gathering (``gather``): ``gc.get_objects()`` is called inside one C call (a chain of itertools
-consumed by ``deque(maxlen=0)``) that also takes every exact tuple out of the result, keeps only
-numbers about each (its length, how many slots it really fills) and a flat list of the items of
-the complete ones, then drops the tuples. No bytecode runs in between, so no other thread runs
-while the census holds a tuple: ``tuple(iterable)`` in a host thread grows its tuple with
+Gathering (``gather``): ``gc.get_objects()`` is called inside one C call (``any`` over a chain of
+itertools) that also takes every exact tuple out of its result, keeps only numbers about each (its
+length, how many slots it really fills) and a flat list of the items of the complete ones, then
+drops the tuples and the list. No bytecode runs in between, so no other thread runs while the
+census holds a tuple: ``tuple(iterable)`` in a host thread grows its tuple with
 ``_PyTuple_Resize``, which fails with ``SystemError: bad argument to internal function`` when
 anything else holds a reference to it, and a tuple still being built has empty (NULL) slots that
-crash any code indexing it. Tuples with fewer filled slots than their length are being built:
-they are skipped, not counted. What the walk then holds is safe to hold for as long as it takes.
-``count_types`` counts in one such C call too.
-Residual hazard: a garbage collection triggered by an allocation inside that C call may run a
-``__del__`` or weakref callback, and with it another thread, while the list is alive.
+crash any code indexing them. Tuples with fewer filled slots than their length are being built:
+they are skipped, not counted. What the walk holds afterwards (no exact tuple: untracked ones are
+complete and shared) is safe to hold for as long as it takes. ``count_types`` counts in one such
+C call too. Residual hazard: a garbage collection that an allocation inside that C call triggers
+may run a ``__del__`` or weakref callback, and with it another thread, while the call holds the
+list; a host tuple being resized then fails as before. Rare: the call allocates almost nothing.
 
 Sizes (``sizer``): the first C ``__sizeof__`` in the type's MRO plus the GC header and
 pre-header, read through ``type``'s own descriptors; a Python ``__sizeof__`` override is never
 called (it is user code: slow, or failing, or lying), so such objects count at the size of their C
-layout. Types are keyed by ``id`` (a metaclass may define ``__hash__``/``__eq__``) and kept alive
-in a side table for naming.
+layout and the time budget holds. Types are keyed by ``id`` (a metaclass may define ``__hash__``
+or ``__eq__``) and kept alive in a side table for naming.
 
 Seen: an untracked object that more than one reference points at may be met several times; it
 is counted once, marked in a paged bitmap over addresses (one bit per 16 bytes: objects are at
-least 16 bytes long and never overlap, so ``id >> 4`` is unique), ~1/128 of the address range the
+least 16 bytes long and never overlap, so ``id >> 4`` is unique): 1/128 of the address range the
 marked objects span; a bounded set caches the widely shared ones (interned keys) found again.
 
-Slicing: containers are expanded a batch or a slice at a time (at most 64k items per
-``get_referents`` call or slice, 4096 small containers per batch): exact lists, untracked tuples,
-dicts, sets and deques larger than 512 KiB are read in slices of their items (dicts: values, then
-non-str keys, as ``gc.get_referents`` sees a str-keyed dict); other large objects (subclasses,
-extension types) through one ``gc.get_referents`` each, a temporary list of 8 bytes per referent.
-The items of all tracked tuples are held as one flat list (8 bytes each) for the whole walk.
+Slicing: containers are expanded a batch or a slice at a time (at most 64k items per slice, 4096
+containers of at most 2 KiB per ``gc.get_referents`` call): exact lists, untracked tuples, dicts,
+sets and deques larger than 512 KiB are read in slices of their items (dicts: values, then the
+keys that are not str, as ``gc.get_referents`` sees a str-keyed dict); other large objects
+(subclasses, extension types) through one ``gc.get_referents`` each, a temporary list of 8 bytes
+per referent. The items of all tracked tuples are held as one flat list (8 bytes each).
 """
 from __future__ import annotations
 
@@ -338,6 +339,8 @@ class Walk:
                 values.clear()
 
     def add(self, t: type, count: int, size: int) -> None:
+        if count <= 0:
+            return
         if id(t) not in self.sizers:
             self.register(t)
         e = self.stats.setdefault(id(t), [0, 0])

@@ -338,7 +338,7 @@ def test_tracked_tuples_their_items_and_the_largest_tuple_are_counted_exactly():
     out = census.census(budget_s=60.0)
     after = _counts(out)
     delta = after["builtins.tuple"][0] - before["builtins.tuple"][0]
-    assert abs(delta - 30_001) < 100, delta  # (other threads of a test process make tuples)
+    assert abs(delta - 30_001) < 1000, delta  # (other threads of a test process make tuples)
     dates = after["datetime.date"][0] - before.get("datetime.date", [0])[0]
     assert dates == 30_000  # items of tracked tuples, referenced nowhere else
     deltas = after["datetime.timedelta"][0] - before.get("datetime.timedelta", [0])[0]
