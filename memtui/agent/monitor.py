@@ -1,44 +1,21 @@
-"""Alerts (memory, cache hit rate, pool saturation, worker backlog, long gc pauses), the health
-score behind them, and the agent's pressure actions. The sampler calls ``Monitor.observe`` once per
-sample; readers get an immutable view (``view()``) built at the end of it.
+"""Alerts (memory, cache hit rate, pool saturation, worker backlog, long gc pauses) and the health
+score behind them. The sampler calls ``Monitor.observe`` once per sample; readers get an immutable
+view (``view()``) built at the end of it.
 
 An alert opens and clears as an "alert" event. Memory moves at once with hysteresis, as before;
 the others must hold for a few samples (``SUSTAIN``) so a value sitting on the line cannot flap.
+The settings are in ``monitor_settings.py`` and the pressure actions in ``pressure.py``; their
+names stay importable from here.
 """
 from __future__ import annotations
 
-import gc
-import time
-import weakref
 from collections import deque
-from typing import Any, Deque, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
-from .options import parse_duration, parse_size
-
-# The profile keys the agent acts on, with their defaults: equal to memtui/config/schema.json's
-# (tests/agent/test_monitor.py reads the schema to keep them in sync). profiles.component_settings
-# hands the agent these keys when a profile sets them.
-DEFAULTS: Dict[str, Any] = {
-    "profiler.output_dir": "",
-    "profiler.memory_threshold": 0,
-    "profiler.gc_threshold": "100ms",
-    "profiler.auto_snapshot": False,
-    "profiler.snapshot_interval": "10m",
-    "profiler.snapshot_cooldown": "5m",
-    "profiler.retention": 20,
-    "alerts.cache_hit_rate_warning": 0.6,
-    "alerts.pool_saturation": 0.9,
-    "alerts.queue_backlog": 0.8,
-    "alerts.pressure_actions.enabled": True,
-    "alerts.pressure_actions.shrink_fraction": 0.25,
-    "alerts.pressure_actions.gc_at_critical": True,
-    "alerts.pressure_actions.throttle_at_critical": True,
-}
-SETTING_KEYS = tuple(DEFAULTS)
-# Keys of those sections that are agent options (config.apply takes them under "options").
-OPTION_KEYS = ("profiler.enabled", "profiler.interval", "profiler.history", "profiler.trace",
-               "profiler.tracemalloc_frames", "alerts.memory_limit", "alerts.warning_pct",
-               "alerts.critical_pct", "alerts.hysteresis_pct")
+# re-exported: config_ops, config.profiles and the tests use these names from here
+from .monitor_settings import (DEFAULTS, MIN_SNAPSHOT_INTERVAL, OPTION_KEYS,  # noqa: F401
+                               SETTING_KEYS, MonitorSettings, changes, flat_values, read)
+from .pressure import _RANK, PressureActions, _held, _is_int, fmt_bytes  # noqa: F401
 
 SUSTAIN = 3  # samples a component alert's condition must hold before it opens or clears
 GC_CLEAR = 10  # samples without a long pause before the gc alert clears
@@ -46,128 +23,9 @@ HIT_WINDOW = 10  # samples over which a cache's hit rate is judged...
 MIN_LOOKUPS = 100  # ...once it saw at least this many lookups in them
 HIT_MARGIN = 0.05  # a hit-rate alert clears this far above the line
 BACKLOG_MARGIN = 0.1  # a backlog alert clears this far below the line
-MIN_SNAPSHOT_INTERVAL = 0.1  # seconds; below this periodic snapshots would never stop
 
 PENALTY = {("memory", "warning"): 25, ("memory", "critical"): 50}  # else 10 per open alert
 PENALTY_CAP = {"cache_hit_rate": 20, "pool_saturation": 20, "queue_backlog": 20}
-_RANK = {"ok": 0, "warning": 1, "critical": 2}
-
-
-class MonitorSettings(NamedTuple):
-    """The profiler and alerts keys, parsed: sizes in bytes, durations in seconds."""
-    output_dir: Optional[str]  # None: the snapshots module's default directory
-    memory_threshold: int  # 0: off
-    gc_threshold: float  # 0: off
-    auto_snapshot: bool
-    snapshot_interval: float
-    snapshot_cooldown: float
-    retention: int
-    cache_hit_rate_warning: float
-    pool_saturation: float
-    queue_backlog: float
-    pressure_enabled: bool
-    shrink_fraction: float
-    gc_at_critical: bool
-    throttle_at_critical: bool
-
-
-def _fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError("must be a fraction between 0 and 1")
-    return float(value)
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("must be an integer >= 1")
-    return value
-
-
-def _directory(value: Any) -> Optional[str]:
-    if not isinstance(value, str):
-        raise ValueError("must be a directory path (empty: the default)")
-    return value or None
-
-
-def _interval(value: Any) -> float:
-    seconds = parse_duration(value)
-    if seconds < MIN_SNAPSHOT_INTERVAL:
-        raise ValueError("must be at least %gs" % MIN_SNAPSHOT_INTERVAL)
-    return seconds
-
-
-_PARSE = {
-    "profiler.output_dir": _directory, "profiler.memory_threshold": parse_size,
-    "profiler.gc_threshold": parse_duration, "profiler.auto_snapshot": _flag,
-    "profiler.snapshot_interval": _interval, "profiler.snapshot_cooldown": parse_duration,
-    "profiler.retention": _count, "alerts.cache_hit_rate_warning": _fraction,
-    "alerts.pool_saturation": _fraction, "alerts.queue_backlog": _fraction,
-    "alerts.pressure_actions.enabled": _flag, "alerts.pressure_actions.shrink_fraction": _fraction,
-    "alerts.pressure_actions.gc_at_critical": _flag,
-    "alerts.pressure_actions.throttle_at_critical": _flag,
-}
-
-
-def flat_values(settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """The dotted profiler/alerts keys present in the settings sections (as given)."""
-    out: Dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(value, "%s.%s" % (prefix, key))
-        else:
-            out[prefix] = node
-
-    for section in ("profiler", "alerts"):
-        if section in settings:
-            walk(settings[section], section)
-    return out
-
-
-def read(settings: Mapping[str, Any]) -> Tuple[MonitorSettings, Dict[str, Any], List[str]]:
-    """(parsed settings, {dotted key: effective value as given}, problems). A bad or unknown key
-    is a problem and leaves its default in place: the agent runs on, config.apply refuses."""
-    effective = dict(DEFAULTS)
-    problems: List[str] = []
-    for key, value in flat_values(settings).items():
-        if key in _PARSE:
-            try:
-                _PARSE[key](value)
-            except (TypeError, ValueError) as exc:
-                problems.append("%s: %s, got %r" % (key, str(exc).rstrip("."), value))
-                continue
-            effective[key] = value
-        elif key == "alerts.pressure_actions":
-            problems.append("%s: must be a table of %s, got %r" % (key, ", ".join(
-                k.rsplit(".", 1)[1] for k in SETTING_KEYS if k.startswith(key + ".")), value))
-        elif key in OPTION_KEYS:
-            problems.append("%s is an agent option: pass it under 'options' (%s)"
-                            % (key, key.split(".", 1)[1]))
-        else:
-            problems.append("%s: unknown key; the agent takes %s" % (key, ", ".join(SETTING_KEYS)))
-    v = {k: _PARSE[k](effective[k]) for k in SETTING_KEYS}
-    parsed = MonitorSettings(
-        v["profiler.output_dir"], v["profiler.memory_threshold"], v["profiler.gc_threshold"],
-        v["profiler.auto_snapshot"], v["profiler.snapshot_interval"],
-        v["profiler.snapshot_cooldown"], v["profiler.retention"],
-        v["alerts.cache_hit_rate_warning"], v["alerts.pool_saturation"], v["alerts.queue_backlog"],
-        v["alerts.pressure_actions.enabled"], v["alerts.pressure_actions.shrink_fraction"],
-        v["alerts.pressure_actions.gc_at_critical"],
-        v["alerts.pressure_actions.throttle_at_critical"])
-    return parsed, effective, problems
-
-
-def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> Dict[str, List[Any]]:
-    """``{dotted key: [old, new]}`` of the effective profiler/alerts values two settings give."""
-    a, b = read(old)[1], read(new)[1]
-    return {k: [a[k], b[k]] for k in SETTING_KEYS if a[k] != b[k]}
 
 
 def _copy(node: Any) -> Any:
@@ -203,7 +61,7 @@ class _Track:
         return previous
 
 
-class Monitor:
+class Monitor(PressureActions):
     """Owned by the Agent; everything but ``view()`` runs on the sampler thread."""
 
     def __init__(self, agent: Any) -> None:
@@ -451,120 +309,6 @@ class Monitor:
         alerts.sort(key=lambda a: (-_RANK[a["severity"]], a["since"]))
         self._view = (health(alerts), alerts)
 
-    # pressure actions --------------------------------------------------------------------------
-    def _pressure(self, new: str, previous: str, rss: int, cfg: MonitorSettings) -> None:
-        # intake is throttled at critical only: below it (warning included) it resumes, or a
-        # worker pool stays shut while the memory sits between the warning and critical lines
-        if _RANK[new] < _RANK["critical"] and self._throttled:
-            self._release("memory back to normal" if new == "ok" else "memory no longer critical")
-        if new == "ok":
-            return
-        if not cfg.pressure_enabled or _RANK[new] <= _RANK[previous]:
-            return
-        if cfg.shrink_fraction > 0:
-            self._shrink(new, cfg.shrink_fraction, rss)
-        if new == "critical":
-            if cfg.gc_at_critical:
-                self._collect()
-            if cfg.throttle_at_critical:
-                self._throttle()
-
-    def _shrink(self, level: str, fraction: float, rss: int) -> None:
-        done: Dict[str, Any] = {}
-        errors: Dict[str, str] = {}
-        total = 0
-        for entry, obj in self.agent.registry.live():
-            shrink = getattr(obj, "shrink", None)
-            if not callable(shrink):
-                continue
-            before = _held(obj)
-            try:
-                freed = shrink(fraction)
-            except Exception as exc:
-                errors[entry.name] = "%s: %s" % (type(exc).__name__, exc)
-                continue
-            freed = freed if _is_int(freed) else None
-            total += freed or 0
-            done[entry.name] = {"kind": entry.kind, "freed": freed, "before": before,
-                                "after": _held(obj)}
-        if not done and not errors:
-            return
-        after = self.agent.process.collect().get("rss")
-        parts = ["%s %s" % (n, fmt_bytes(d["freed"]) if d["freed"] is not None else "?")
-                 for n, d in sorted(done.items())]
-        text = "memory %s: shrank %d component%s by %.0f%%, freed %s (%s); RSS %s -> %s" % (
-            level, len(done), "s"[:len(done) != 1], fraction * 100, fmt_bytes(total),
-            ", ".join(parts) or "none", fmt_bytes(rss), fmt_bytes(after))
-        if errors:
-            text += "; %d failed: %s" % (len(errors), ", ".join(sorted(errors)))
-        self.agent.events.emit("action", "warning" if errors else "info", text, action="shrink",
-                               level=level, fraction=fraction, bytes_freed=total,
-                               components=done, errors=errors, rss_before=rss, rss_after=after)
-
-    def _collect(self) -> None:
-        agent = self.agent
-        before = agent.process.collect().get("rss")
-        t0 = time.perf_counter()
-        collected = gc.collect()
-        ms = (time.perf_counter() - t0) * 1000.0
-        agent.heap.take_window_max()  # our own collection is not the host's long pause
-        after = agent.process.collect().get("rss")
-        freed = (before - after) if _is_int(before) and _is_int(after) else None
-        agent.events.emit("action", "info", "memory critical: gc.collect() found %d unreachable "
-                          "objects in %.1f ms; RSS %s -> %s" % (collected, ms, fmt_bytes(before),
-                                                               fmt_bytes(after)),
-                          action="gc.collect", level="critical", generation=2,
-                          collected=collected, duration_ms=ms, rss_before=before,
-                          rss_after=after, rss_freed=freed)
-
-    def _throttle(self) -> None:
-        names: List[str] = []
-        errors: Dict[str, str] = {}
-        for entry, obj in self.agent.registry.live():
-            throttle = getattr(obj, "throttle", None)
-            if not callable(throttle):
-                continue
-            try:
-                changed = throttle(True)
-            except Exception as exc:
-                errors[entry.name] = "%s: %s" % (type(exc).__name__, exc)
-                continue
-            if changed is not False:  # already throttled by someone else: theirs to lift
-                try:
-                    ref: Any = weakref.ref(obj)
-                except TypeError:
-                    ref = lambda obj=obj: obj  # noqa: E731
-                self._throttled.append((entry.name, ref))
-                names.append(entry.name)
-        if names or errors:
-            text = "memory critical: throttled intake of %s" % (", ".join(names) or "nothing")
-            if errors:
-                text += "; %d failed: %s" % (len(errors), ", ".join(sorted(errors)))
-            self.agent.events.emit("action", "warning" if errors else "info", text,
-                                   action="throttle", on=True, level="critical",
-                                   components=names, errors=errors)
-
-    def _release(self, why: str) -> None:
-        names: List[str] = []
-        errors: Dict[str, str] = {}
-        held, self._throttled = self._throttled, []
-        for name, ref in held:
-            obj = ref()
-            if obj is None:
-                continue
-            try:
-                obj.throttle(False)
-                names.append(name)
-            except Exception as exc:
-                errors[name] = "%s: %s" % (type(exc).__name__, exc)
-        if names or errors:
-            text = "%s: resumed intake of %s" % (why, ", ".join(names) or "nothing")
-            if errors:
-                text += "; %d failed: %s" % (len(errors), ", ".join(sorted(errors)))
-            self.agent.events.emit("action", "warning" if errors else "info", text,
-                                   action="throttle", on=False, reason=why, components=names,
-                                   errors=errors)
-
 
 def health(alerts: List[Dict[str, Any]]) -> Dict[str, Any]:
     """100 minus a penalty per open alert (memory warning 25, critical 50, any other 10; cache,
@@ -583,29 +327,3 @@ def health(alerts: List[Dict[str, Any]]) -> Dict[str, Any]:
     reasons.sort(key=lambda r: -r["penalty"])
     return {"score": max(0, 100 - sum(spent.values())), "reasons": reasons}
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _held(obj: Any) -> Any:
-    """What a shrinkable component holds (entries of a cache, resources of a pool), or None."""
-    try:
-        stats = obj.stats()
-        for key in ("entries", "size"):
-            if _is_int(stats.get(key)):
-                return stats[key]
-    except Exception:
-        pass
-    return None
-
-
-def fmt_bytes(n: Optional[float]) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
-        value /= 1024.0
-    return "%.1f TiB" % value  # pragma: no cover

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
+from ..agent.snapshot_files import fsync_dir
 from ..client import AgentClient
 from ..protocol import AgentError
 from ._common import EXIT_CHECK, UsageFailure, console, print_json
@@ -85,19 +86,6 @@ def _check_output(output: str, force: bool) -> str:
     return path
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
 
 
@@ -125,7 +113,7 @@ def copy_out(src: str, dst: str, force: bool = False) -> None:
                 if os.path.lexists(dst):  # vfat, some FUSE: check, then rename (a small race)
                     raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst) from None
                 os.rename(tmp, dst)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     finally:
         try:
             os.unlink(tmp)
