@@ -227,6 +227,11 @@ class AgentClient:
                              % (where, self.timeout))
         return AgentGone("Could not connect to the agent for %s: %s." % (where, exc.strerror or exc))
 
+    def clone(self) -> "AgentClient":
+        """A second, unconnected client for the same agent: a slow request (a snapshot) on one
+        connection does not hold up requests on the other."""
+        return AgentClient(pid=self.pid, path=self.path, timeout=self.timeout)
+
     def close(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:

@@ -74,6 +74,18 @@ _SCALARS = (str, bool, type(None))
 _MAX_INT_BITS = 1000  # larger ints become strings: str() of a huge int is slow or refused
 
 
+def sentence(exc: BaseException) -> str:
+    """One line for stderr. Agent messages are embedded as they are: an op name such as
+    gc.collect or a path keeps its case; only a plain leading word is capitalised."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, RemoteError):
+        text = "The agent answered: %s" % text
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _label(obj: Any) -> str:
     try:
         return str(obj)[:200]

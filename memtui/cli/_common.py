@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..protocol import RemoteError
+from ..protocol import RemoteError, sentence  # noqa: F401 - sentence is re-exported
 
 EXIT_CHECK = 1  # a check failed, a value differs, a key is missing
 EXIT_ERROR = 2  # usage or runtime error
@@ -39,18 +39,6 @@ console = _Console()
 
 class UsageFailure(Exception):
     """A bad value the user can fix; printed as one line, exit 2."""
-
-
-def sentence(exc: BaseException) -> str:
-    """One line for stderr. Agent messages are embedded as they are: an op name such as
-    gc.collect or a path keeps its case; only a plain leading word is capitalised."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, RemoteError):
-        text = "The agent answered: %s" % text
-    first = text.split(" ", 1)[0]
-    if first.isalpha() and first.islower():
-        text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def json_default(obj: Any) -> Any:

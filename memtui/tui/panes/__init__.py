@@ -1,0 +1,1 @@
+"""The dashboard's panes, one per tab, in the order the tabs appear."""

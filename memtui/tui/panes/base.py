@@ -1,0 +1,46 @@
+"""What every pane shares: it is handed the latest sample when visible, and reaches the agent
+only through the app's action runner (a second connection, errors reported in one place)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+
+from textual.containers import Container
+
+from ..model import Sample
+
+if TYPE_CHECKING:
+    from ..app import MemtuiApp
+
+
+class Pane(Container):
+    """One tab of the dashboard. Subclasses set PANE_ID, TITLE and KEY, and implement show()."""
+
+    PANE_ID: ClassVar[str] = ""
+    TITLE: ClassVar[str] = ""
+    KEY: ClassVar[str] = ""  # the digit that switches to this pane
+
+    @property
+    def dash(self) -> "MemtuiApp":
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def sample(self) -> Optional[Sample]:
+        return self.dash.last_sample
+
+    def show(self, sample: Sample) -> None:
+        """Render *sample*. Called for the visible pane on every poll and when it is opened."""
+
+    def on_connection(self, live: bool) -> None:
+        """The agent went away (live=False) or came back."""
+
+    def focus_default(self) -> None:
+        """Put the focus where this pane's keys work (its main table, say)."""
+        for widget in self.query("*"):
+            if widget.can_focus:
+                widget.focus()
+                return
+
+    def run_action(self, title: str, call: Callable[[Any], Any],
+                   done: Optional[Callable[[Any], None]] = None) -> None:
+        """Run ``call(client)`` off the UI thread; *done(result)* back on it; errors notified."""
+        self.dash.run_agent_action(title, call, done)
