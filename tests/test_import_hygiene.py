@@ -17,7 +17,8 @@ LAZY = ("psutil", "logging", "tracemalloc")
 
 
 @pytest.mark.parametrize("module", ["memtui", "memtui.agent", "memtui.protocol", "memtui.client",
-                                    "memtui.paths", "memtui.config", "memtui.config.profiles"])
+                                    "memtui.paths", "memtui.config", "memtui.config.profiles",
+                                    "memtui.tui.model", "memtui.tui.feed"])
 def test_fresh_import_loads_no_ui_or_config_libraries(module):
     code = ("import sys, json; import %s; "
             "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))" % module)

@@ -39,7 +39,8 @@ class ConnectionBanner(Static):
 class MemtuiApp(App):
     """The dashboard. *client* needs AgentClient's methods (connect, stats, history, events ...)."""
 
-    CSS_PATH = "styles/app.tcss"
+    CSS_PATH = ["styles/app.tcss", "styles/heap.tcss", "styles/components.tcss",
+                "styles/profiles.tcss", "styles/picker.tcss"]
     TITLE = "memtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
