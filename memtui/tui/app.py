@@ -121,6 +121,9 @@ class MemtuiApp(App):
         pane = self.active_pane
         if pane is not None:
             pane.show(message.sample)
+        shown = getattr(self.screen, "show", None)  # a detail view over the panes
+        if callable(shown):
+            shown(message.sample)
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         self.connection = message.connection
@@ -226,14 +229,16 @@ class MemtuiApp(App):
 
     # agent actions --------------------------------------------------------------------------
     def run_agent_action(self, title: str, call: Callable[[Any], Any],
-                         done: Optional[Callable[[Any], None]] = None) -> Worker:
-        """``call(client)`` in a thread worker on a second connection to the agent."""
-        worker = self.run_worker(lambda: self._with_action_client(call), name=title,
+                         done: Optional[Callable[[Any], None]] = None,
+                         refresh: bool = True) -> Worker:
+        """``call(client)`` in a thread worker on a second connection to the agent; with
+        *refresh* (for actions that change something) the feed polls right after."""
+        worker = self.run_worker(lambda: self._with_action_client(call, refresh), name=title,
                                  group="agent-action", thread=True, exit_on_error=False)
         self._action_done[worker] = done
         return worker
 
-    def _with_action_client(self, call: Callable[[Any], Any]) -> Any:
+    def _with_action_client(self, call: Callable[[Any], Any], refresh: bool) -> Any:
         if self.client is None:
             raise AgentError("Not attached to any process.")
         client = self._action_client
@@ -246,7 +251,7 @@ class MemtuiApp(App):
         try:
             return call(client)
         finally:
-            if self.feed is not None:
+            if refresh and self.feed is not None:
                 self.feed.poll_now()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

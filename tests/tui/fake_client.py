@@ -204,3 +204,51 @@ class FakeClient:
             changed[name] = dict(values)
         return {"dry_run": dry_run, "changed": changed, "options": {}, "errors": {},
                 "tuner": {}}
+
+
+# -- components panes: the agent's per-component history, and figures that change ------------
+# component_history.json is the `components` list of a real history(components=True) reply from
+# the demo service (seqs 1..58 like history.json, the cold tier's file renamed to pid 14607).
+
+
+class ComponentHistoryClient(FakeClient):
+    """A FakeClient whose agent keeps component history (the agent's default): history(
+    components=True) also returns each recorded sample's component stats."""
+
+    def clone(self) -> "ComponentHistoryClient":
+        return ComponentHistoryClient(self.state, self.pid)
+
+    def history(self, since: int = 0, limit: Optional[int] = None,
+                components: bool = False) -> Dict[str, Any]:
+        if not components:
+            return super().history(since, limit)
+        self._call("history", since=since, components=True)
+        out = copy.deepcopy(self.state.data["history"])
+        out["rows"] = [r for r in out["rows"] if r[0] > since]
+        rows = [r for r in copy.deepcopy(self.state.data["component_history"]["components"])
+                if r["seq"] > since]
+        out["components"] = rows[-limit:] if limit else rows
+        return out
+
+
+def record_sample(state: FakeState, edit: Any) -> int:
+    """The agent records one more sample: ``edit(components)`` changes a copy of the stats
+    reply's components ({name: {"kind", "stats"}}), which also becomes a new row of the history
+    and of the component history. Each document is swapped in whole, so a poll in flight reads
+    the old or the new one, never half of each. Returns the new seq."""
+    stats = copy.deepcopy(state.data["stats"])
+    edit(stats["components"])
+    seq = stats["seq"] + 1
+    hist = copy.deepcopy(state.data["history"])
+    row = list(hist["rows"][-1])
+    row[0], row[1] = seq, row[1] + hist["interval"]
+    hist["rows"].append(row)
+    hist["last_seq"] = seq
+    stats["seq"], stats["t"], stats["components_t"] = seq, row[1], row[1]
+    comp = copy.deepcopy(state.data["component_history"])
+    comp["components"].append({"seq": seq, "components": copy.deepcopy(stats["components"])})
+    with state.lock:
+        state.data["component_history"] = comp
+        state.data["history"] = hist
+        state.data["stats"] = stats
+    return seq

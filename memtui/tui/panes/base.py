@@ -41,6 +41,8 @@ class Pane(Container):
                 return
 
     def run_action(self, title: str, call: Callable[[Any], Any],
-                   done: Optional[Callable[[Any], None]] = None) -> None:
-        """Run ``call(client)`` off the UI thread; *done(result)* back on it; errors notified."""
-        self.dash.run_agent_action(title, call, done)
+                   done: Optional[Callable[[Any], None]] = None, refresh: bool = True) -> Any:
+        """Run ``call(client)`` off the UI thread; *done(result)* back on it; errors notified.
+        Pass refresh=False for reads, so the feed does not poll again because of them.
+        Returns the Worker."""
+        return self.dash.run_agent_action(title, call, done, refresh)

@@ -32,7 +32,8 @@ def bar_rows(values: Sequence[float], height: int, low: float, high: float) -> T
     if height <= 0:
         return ()
     span = high - low
-    eighths = [height * 8 if span <= 0 else
+    flat = height * 8 if high > 0 else 0  # a constant series: full if it holds something
+    eighths = [flat if span <= 0 else
                max(1, round((v - low) / span * height * 8)) for v in values]
     rows = []
     for level in range(height - 1, -1, -1):
