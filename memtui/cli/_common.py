@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..protocol import RemoteError, sentence  # noqa: F401 - sentence is re-exported
+from ..protocol import sentence  # noqa: F401 - re-exported for the command modules
 
 EXIT_CHECK = 1  # a check failed, a value differs, a key is missing
 EXIT_ERROR = 2  # usage or runtime error

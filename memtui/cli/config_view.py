@@ -25,15 +25,6 @@ APPLIES = {
 }
 
 
-def range_text(spec: dict) -> str:
-    """``0 … 1024``, ``> 0 … 86400``, ``0 … < 1``; empty when the key has no bounds."""
-    lo = ("> %s" % spec["exclusiveMinimum"] if "exclusiveMinimum" in spec
-          else str(spec.get("minimum", "")))
-    hi = ("< %s" % spec["exclusiveMaximum"] if "exclusiveMaximum" in spec
-          else str(spec.get("maximum", "")))
-    return "%s … %s" % (lo, hi) if lo or hi else ""
-
-
 def short_path(path: str) -> str:
     """A path relative to the working directory when it is under it."""
     if not path or not os.path.isabs(path):
@@ -126,7 +117,7 @@ def explain(key: str, resolved: Resolved, mask: bool = True) -> RenderableType:
         spec = field.spec
         head.add_row("means", Text(spec.get("description", "")))
         head.add_row("type", field.type_label() + ("  (%s)" % field.unit if field.unit else ""))
-        rng = range_text(spec)
+        rng = schema.range_text(spec)
         if rng:
             head.add_row("range", rng)
         if field.has_default:
@@ -424,7 +415,7 @@ def schema_keys_table() -> Table:
     for field in schema.leaves():
         spec = field.spec
         rng = ""
-        rng = range_text(spec)
+        rng = schema.range_text(spec)
         table.add_row(field.key, field.type_label(),
                       cdiff.render_value(field.default) if field.has_default else "",
                       rng, field.applies, Text(spec.get("description", "")))

@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from functools import lru_cache
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..agent.options import parse_duration, parse_size
 
@@ -314,3 +314,12 @@ def cross_field_problems(values: Dict[str, Any]) -> List[Tuple[Tuple[str, ...], 
         out.append((("alerts", "warning_pct"),
                     "warning_pct %g must be below critical_pct %g" % (warn, crit)))
     return out
+
+
+def range_text(spec: Mapping[str, Any]) -> str:
+    """``0 … 1024``, ``> 0 … 86400``, ``0 … < 1``; empty when the key has no bounds."""
+    lo = ("> %s" % spec["exclusiveMinimum"] if "exclusiveMinimum" in spec
+          else str(spec.get("minimum", "")))
+    hi = ("< %s" % spec["exclusiveMaximum"] if "exclusiveMaximum" in spec
+          else str(spec.get("maximum", "")))
+    return "%s … %s" % (lo, hi) if lo or hi else ""

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from ..config.errors import ConfigError
 from ..protocol import AgentError, sentence
 from .feed import Feed, clamp_interval
 from .messages import ConnectionChanged, SampleReady
@@ -265,7 +266,7 @@ class MemtuiApp(App):
         elif event.state == WorkerState.ERROR:
             self._action_done.pop(worker)
             error = worker.error
-            text = sentence(error) if isinstance(error, (AgentError, OSError, ValueError)) \
+            text = sentence(error) if isinstance(error, (AgentError, ConfigError, OSError, ValueError)) \
                 else "%s: %s" % (type(error).__name__, error)
             self.notify(text, title=worker.name, severity="error", timeout=8)
         elif event.state == WorkerState.CANCELLED:
