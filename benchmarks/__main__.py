@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-NAMES = ["overhead", "latency", "startup", "memory", "components", "config_cli", "heap"]
+NAMES = ["overhead", "latency", "startup", "memory", "components", "config_cli", "heap", "dashboard"]
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,12 @@
 """A small fake web service for `memtui demo`, built from memtui's own blocks: caches (LRU, LFU
 with warm and cold tiers, TTL+TTI sessions), a resource pool, a priority worker pool, a batch
-writer, a watched functools.lru_cache, and one deliberate slow leak."""
+writer, a watched functools.lru_cache, and one deliberate slow leak. ``--components N`` adds
+busy caches, pools and worker pools until N components report (for load: benchmarks/dashboard)."""
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import math
 import os
 import random
@@ -17,6 +19,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 import memtui
+from memtui.agent import registry as component_registry
 
 # The leak: a module-level dict that nobody ever prunes, the way real request logs leak.
 REQUEST_LOG: Dict[int, bytes] = {}
@@ -144,6 +147,79 @@ class DemoService:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+class ExtraLoad:
+    """More components for load: caches, pools and worker pools in turn, used by one thread
+    *rate* times a second (each one 1 to 4 times), with keys, sizes and limits that vary so
+    every block shows different numbers."""
+
+    def __init__(self, count: int, rate: float, seed: int = 11) -> None:
+        self.rate = rate
+        self.components: List[Any] = []
+        self.uses: List[int] = []
+        for i in range(count):
+            self.uses.append(1 + i % 4)
+            kind = ("cache", "pool", "workers")[i % 3]
+            name = "%s-%02d" % ({"cache": "cache", "pool": "pool", "workers": "jobs"}[kind], i + 1)
+            if kind == "cache":
+                policy = ("lru", "lfu", "ttl")[(i // 3) % 3]
+                self.components.append(memtui.Cache(
+                    name=name, policy=policy, max_entries=50 + 25 * (i % 7),
+                    ttl="30s" if policy == "ttl" else None))
+            elif kind == "pool":
+                size = 4096 * (1 + i % 5)
+                self.components.append(memtui.ResourcePool(
+                    factory=lambda size=size: bytearray(size), close=lambda b: None, min_size=1,
+                    max_size=3, idle_timeout="30s", name=name, weigher=len))
+            else:
+                self.components.append(memtui.WorkerPool(
+                    name=name, min_workers=1, max_workers=2, queue_size=50, idle_timeout="10s"))
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="extra-load", daemon=True)
+
+    @staticmethod
+    def _digest(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    def _use(self, block: Any) -> None:
+        rng = self._rng
+        if isinstance(block, memtui.Cache):
+            key = int(rng.paretovariate(1.2) * 10) % 400
+            block.get_or_load(key, lambda k: os.urandom(16) * (8 + k % 64))
+        elif isinstance(block, memtui.ResourcePool):
+            try:
+                with block.acquire(timeout=0.1) as buf:
+                    buf[:16] = os.urandom(16)
+            except memtui.PoolTimeout:
+                pass  # the pool counts its timeouts
+        else:
+            try:
+                block.submit(self._digest, os.urandom(64 * (1 + rng.randrange(16))))
+            except memtui.QueueFull:
+                pass  # the pool counts what it rejected
+
+    def _run(self) -> None:
+        # a pass over every added component per tick: a hundred-odd cheap calls, then sleep
+        while not self._stop.wait(1.0 / self.rate):
+            for block, uses in zip(self.components, self.uses):
+                for _ in range(uses):
+                    self._use(block)
+
+    def run(self) -> None:
+        if self.components and self.rate > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        for block in self.components:
+            if isinstance(block, memtui.WorkerPool):
+                block.shutdown(wait=True, cancel_pending=True)
+            else:
+                block.close()
+
+
 # What the demo shows depends on these whatever a profile's [cache] defaults say: the search
 # cache's hot tier must be small enough to spill into its warm and cold tiers.
 DEMO_SETTINGS = {"caches": {"search": {"max_bytes": "512KiB"}}}
@@ -172,6 +248,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--leak-kb-per-s", type=float, default=32.0)
     parser.add_argument("--leak-max-mb", type=float, default=48.0,
                         help="stop leaking past this, so a forgotten demo stays small")
+    parser.add_argument("--components", type=int, default=0, metavar="N",
+                        help="add busy caches, pools and worker pools until N components report")
+    parser.add_argument("--component-rate", type=float, default=2.0, metavar="HZ",
+                        help="passes per second over the added components (each used 1-4 "
+                             "times a pass)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started us goes away (even SIGKILLed)")
     args = parser.parse_args(argv)
@@ -183,12 +264,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     # a client reads already lists them
     service = DemoService(args.rate, args.workers, args.pool_size, args.leak_kb_per_s,
                           args.leak_max_mb)
+    extra = ExtraLoad(max(0, args.components - len(component_registry())),
+                      args.component_rate)
     agent = start_agent(args.interval)
     service.run()
+    extra.run()
     print("READY %d %s" % (os.getpid(), agent.socket_path if agent else "-"), flush=True)
     while not stop.wait(0.5):
         if args.exit_with_parent and os.getppid() != parent:
             break
+    extra.stop()
     service.stop()
     memtui.stop()
     return 0

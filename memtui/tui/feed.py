@@ -81,6 +81,7 @@ class Feed:
 
     # the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
+        self.on_connection(self.connection)  # the app learns where we start (live or not)
         attempt = 0
         while not self._stop.is_set():
             if self.paused:

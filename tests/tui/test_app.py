@@ -62,6 +62,17 @@ def test_header_shows_who_and_how_and_pause_stops_the_feed():
     run(app, body)
 
 
+def test_a_client_connected_before_the_app_starts_shows_live():
+    client = FakeClient().connect()  # `memtui attach` connects first, to fail before any TUI
+    app = _app(client)
+
+    async def body(pilot):
+        await _ready(pilot)
+        await wait_for(pilot, lambda: "● live" in screen_text(app), what="live in the header")
+
+    run(app, body)
+
+
 def test_overview_graphs_gc_alerts_and_top_components():
     app = _app()
 
