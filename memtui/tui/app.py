@@ -111,6 +111,8 @@ class MemtuiApp(App):
                          lambda c: self.post_message(ConnectionChanged(c)),
                          interval=self.interval, clock=self.clock)
         self.feed.set_paused(self.paused)
+        pane = self.active_pane
+        self.feed.want_recommendations = bool(pane and pane.WANTS_RECOMMENDATIONS)
         self.feed.start()
 
     # data in --------------------------------------------------------------------------------
@@ -163,6 +165,12 @@ class MemtuiApp(App):
     @on(TabbedContent.TabActivated)
     def _tab_opened(self, event: TabbedContent.TabActivated) -> None:
         pane = self.active_pane
+        if self.feed is not None and pane is not None:
+            wanted = pane.WANTS_RECOMMENDATIONS
+            if wanted and not self.feed.want_recommendations:
+                self.feed.want_recommendations = True
+                self.feed.poll_now()  # show them now, not at the next tick
+            self.feed.want_recommendations = wanted
         if pane is not None and self.last_sample is not None:
             pane.show(self.last_sample)
 

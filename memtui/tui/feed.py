@@ -36,6 +36,7 @@ class Feed:
         self.clock = clock
         self.paused = False
         self.want_snapshot_status = False
+        self.want_recommendations = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -146,7 +147,8 @@ class Feed:
             self._events = (self._events + new)[-EVENTS_CAPACITY:]
         self._events_seq = int(ev.get("last_seq") or self._events_seq)
         now = time.monotonic()
-        if self._tuner_ok and now - self._recs_at >= self.tuner_every:
+        if self.want_recommendations and self._tuner_ok and \
+                now - self._recs_at >= self.tuner_every:
             self._recs_at = now
             try:
                 self._recs = tuple(freeze(r) for r in client.request("tuner.recommend") or ())

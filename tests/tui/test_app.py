@@ -92,10 +92,15 @@ def test_overview_graphs_gc_alerts_and_top_components():
 
 
 def test_every_pane_opens_by_its_key_and_shows_without_errors():
-    app = _app()
+    client = FakeClient()
+    app = _app(client)
 
     async def body(pilot):
         await _ready(pilot)
+        await pilot.pause(0.3)
+        assert "tuner.recommend" not in client.ops()  # the Overview does not show them
+        await pilot.press("3")
+        await wait_for(pilot, lambda: "tuner.recommend" in client.ops(), what="tuner asked")
         for pane in PANES:
             await pilot.press(pane.KEY)
             await pilot.pause()

@@ -40,6 +40,7 @@ def _feed(client, interval=0.25, **kw):
 
 def test_samples_are_immutable_and_carry_history_events_and_recommendations():
     feed, got = _feed(FakeClient())
+    feed.want_recommendations = True
     feed.start()
     try:
         _wait(lambda: got.samples)
@@ -62,6 +63,7 @@ def test_samples_are_immutable_and_carry_history_events_and_recommendations():
 def test_second_poll_asks_only_for_what_is_new():
     client = FakeClient()
     feed, got = _feed(client, tuner_every=3600)
+    feed.want_recommendations = True
     feed.start()
     try:
         _wait(lambda: len(got.samples) >= 2)
@@ -76,6 +78,19 @@ def test_second_poll_asks_only_for_what_is_new():
     assert len(got.samples[1].history.rows) == len(got.samples[0].history.rows)
     assert got.samples[1].events == got.samples[0].events
     assert [op for op, _ in client.state.calls].count("tuner.recommend") == 1
+
+
+def test_recommendations_are_asked_for_only_while_wanted():
+    client = FakeClient()
+    feed, got = _feed(client, tuner_every=0)
+    feed.start()
+    try:
+        _wait(lambda: len(got.samples) >= 2)
+        assert "tuner.recommend" not in client.ops() and got.samples[-1].recommendations == ()
+        feed.want_recommendations = True
+        _wait(lambda: got.samples[-1].recommendations)
+    finally:
+        feed.stop()
 
 
 class SlowClient(FakeClient):

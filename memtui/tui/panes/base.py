@@ -18,6 +18,9 @@ class Pane(Container):
     PANE_ID: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
     KEY: ClassVar[str] = ""  # the digit that switches to this pane
+    # The tuner's recommendations cost the target a pass over its history: the feed asks for
+    # them only while a pane that shows them is open.
+    WANTS_RECOMMENDATIONS: ClassVar[bool] = False
 
     @property
     def dash(self) -> "MemtuiApp":

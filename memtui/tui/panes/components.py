@@ -238,6 +238,7 @@ def title_counts(found: Any, kinds: Tuple[str, ...]) -> List[str]:
 
 
 class ComponentPane(Pane):
+    WANTS_RECOMMENDATIONS = True
     """A table of the components of KINDS, one row each, columns from COLUMNS by width."""
 
     KINDS: ClassVar[Tuple[str, ...]] = ()
