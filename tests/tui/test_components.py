@@ -159,7 +159,7 @@ def test_changed_stats_update_cells_and_keep_the_selection() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             pane = await open_pane(app, pilot, "3")
             table = table_of(pane)
-            await pilot.press("s")  # by hit rate, highest first
+            await pilot.press("o")  # by hit rate, highest first
             assert (table.sort_by, table.sort_reverse) == ("hit_rate", True)
             assert [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(4)] == \
                 ["search", "templates", "users", "sessions"]
@@ -178,7 +178,7 @@ def test_changed_stats_update_cells_and_keep_the_selection() -> None:
             assert cells(pane, "search")["hit_rate"] == "10.0%"
             assert table.selected_key == "users"
             assert table.cursor_row == 0  # re-sorted, and the cursor went with the row
-            await pilot.press("S")
+            await pilot.press("O")
             assert table.sort_reverse is False and table.selected_key == "users"
             assert table.cursor_row == 3
     run(main)

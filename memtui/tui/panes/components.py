@@ -247,8 +247,8 @@ class ComponentPane(Pane):
     HINT: ClassVar[str] = ""  # how to get one registered
     BINDINGS = [
         Binding("enter", "details", "Details"),
-        Binding("s", "sort", "Sort"),
-        Binding("S", "reverse_sort", "Reverse sort", key_display="S"),
+        Binding("o", "sort", "Sort"),
+        Binding("O", "reverse_sort", "Reverse sort", key_display="O"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:

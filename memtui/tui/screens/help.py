@@ -21,7 +21,7 @@ def help_table(groups: List[Tuple[str, List[Binding]]]) -> Table:
             continue
         table.add_row(Text(title, style="bold underline"), "")
         for b in bindings:
-            table.add_row(b.key_display or b.key.split(",")[0], b.description)
+            table.add_row(b.key_display or b.key.split(",")[0], b.tooltip or b.description)
         table.add_row("", "")
     table.add_row("ctrl+p", "Command palette: every action above, by name")
     return table

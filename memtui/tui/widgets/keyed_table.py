@@ -89,7 +89,7 @@ class KeyedTable(DataTable):
                     for column, before, after in zip(self.column_keys, old, cells):
                         if _signature((before,)) != _signature((after,)):
                             try:
-                                self.update_cell(key, column, after)
+                                self.update_cell(key, column, after, update_width=True)
                             except CellDoesNotExist:
                                 pass
                 self._cells[key] = cells
