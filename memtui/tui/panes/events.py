@@ -17,6 +17,7 @@ from .base import Pane
 from .overview import SEVERITY_STYLE
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+FIXED_COLUMNS = 8 + 8 + 8 + 8 + 4  # time, severity, kind, cell padding, scrollbar
 
 
 def matches(event: Mapping[str, Any], text: str, lowest: str) -> bool:
@@ -52,15 +53,16 @@ class EventsPane(Pane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="events-filter-bar"):
             yield Input(placeholder="filter: words in kind, severity or message (/)",
-                        id="events-filter")
+                        id="events-filter", compact=True)
             yield Static(id="events-severity")
         yield KeyedTable(id="events-table")
+        yield Static(id="events-detail")
 
     def on_mount(self) -> None:
         table = self.query_one("#events-table", KeyedTable)
         table.set_columns([("time", "time"), ("severity", "severity"), ("kind", "kind"),
-                           ("message", "message"), ("#", "seq")])
-        table.sort_by = "seq"
+                           ("message", "message")])
+        table.sort_by = "time"  # by sequence number: the newest first
         self._draw_severity()
 
     def focus_default(self) -> None:
@@ -68,23 +70,50 @@ class EventsPane(Pane):
 
     def show(self, sample: Sample) -> None:
         text = self.query_one("#events-filter", Input).value
+        table = self.query_one("#events-table", KeyedTable)
+        # Messages are cut to the room left, so the table never scrolls sideways.
+        room = max(20, table.size.width - FIXED_COLUMNS)
         rows = {}
         for event in sample.events:
             if not matches(event, text, self.lowest):
                 continue
             sev = str(event.get("severity", "info"))
             seq = event.get("seq")
-            rows[str(seq)] = (clock_text(event.get("t")),
+            message = str(event.get("message", ""))
+            if len(message) > room:
+                message = message[:room - 1] + "…"
+            rows[str(seq)] = (cell(clock_text(event.get("t")), seq, justify="left"),
                               Text(sev, style=SEVERITY_STYLE.get(sev, "")),
-                              str(event.get("kind", "")), Text(str(event.get("message", ""))),
-                              cell(seq, seq, style="dim"))
-        table = self.query_one("#events-table", KeyedTable)
+                              str(event.get("kind", "")), Text(message))
         table.sync(rows)
         table.border_title = "%d of %d events" % (len(rows), len(sample.events))
 
     def _draw_severity(self) -> None:
         self.query_one("#events-severity", Static).update(
             Text.assemble("severity ≥ ", (self.lowest, SEVERITY_STYLE.get(self.lowest, "bold"))))
+
+    def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
+        self._draw_detail(event.row_key.value if event.row_key is not None else None)
+
+    def _draw_detail(self, key: Any) -> None:
+        """The highlighted event whole: its message, then the data the agent attached."""
+        found = next((e for e in (self.sample.events if self.sample else ())
+                      if str(e.get("seq")) == key), None)
+        detail = self.query_one("#events-detail", Static)
+        if found is None:
+            detail.update("")
+            return
+        text = Text(str(found.get("message", "")))
+        data = found.get("data") or {}
+        facts = ["%s=%s" % (k, v) for k, v in data.items()
+                 if not isinstance(v, Mapping) and v not in (None, "")]
+        if facts:
+            text.append("\n" + "  ".join(facts), style="dim")
+        detail.update(text)
+
+    def on_resize(self) -> None:
+        if self.sample is not None:
+            self.show(self.sample)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if self.sample is not None:
