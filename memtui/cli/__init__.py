@@ -1,5 +1,6 @@
 """The `memtui` command line: parses arguments, talks to agents through AgentClient and prints
-with memtui.render. Every AgentError becomes one sentence on stderr and exit code 2."""
+with memtui.render, or opens the dashboard (memtui.cli.dashboard). Every AgentError becomes one
+sentence on stderr and exit code 2."""
 from __future__ import annotations
 
 import enum
@@ -17,16 +18,18 @@ from rich.text import Text
 
 from .. import discovery, launch, render
 from ..agent.bootstrap import launch_environ
-from ..client import AgentClient, find_socket, no_agent_message, process_name, runtime_dir_problem
+from ..client import AgentClient, process_name
 from ..protocol import AgentError
 from ..config import ConfigError
 from . import config as config_cli
+from . import dashboard
 from . import snapshot as snapshot_cli
 from .config import config_app
 from ._common import EXIT_ERROR, UsageFailure, console, print_json, sentence
 
-app = typer.Typer(name="memtui", help="See and tune the memory of running Python services.",
-                  pretty_exceptions_enable=False, no_args_is_help=True, add_completion=False)
+app = typer.Typer(name="memtui", help="See and tune the memory of running Python services. "
+                  "Without a command: pick a process and open the dashboard on it.",
+                  pretty_exceptions_enable=False, add_completion=False)
 
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -34,10 +37,21 @@ PidArg = typer.Argument(..., min=1, help="PID of a process running the agent.")
 SocketOpt = typer.Option(None, "--socket", metavar="PATH",
                          help="The agent's socket, for agents started with runtime_dir= or "
                               "socket_path=; it must still be served by PID.")
+IntervalOpt = typer.Option(1.0, "--interval", min=0.25, max=10.0,
+                           help="Seconds between dashboard refreshes (+/- change it live).")
+ProfilesOpt = typer.Option(None, "--profiles", "-p", metavar="DIR",
+                           help="Profiles directory for the Profiles pane (default: the one the "
+                                "agent read its profile from).")
 
 
 def _connect(pid: int, path: Optional[str] = None) -> AgentClient:
     return AgentClient(pid=pid, path=path).connect()
+
+
+def _profiles_dir(profiles: Optional[str]) -> Optional[str]:
+    if profiles is not None and not os.path.isdir(profiles):
+        raise UsageFailure("No profiles directory %s" % profiles)
+    return os.path.abspath(profiles) if profiles is not None else None
 
 
 @app.command()
@@ -52,6 +66,26 @@ def ps(json_: bool = JsonOpt) -> None:
         console.print(Text("Removed %d stale socket(s): PID %s." % (
             len(found["cleaned"]), ", ".join(str(c["pid"]) for c in found["cleaned"])),
             style="dim"))
+
+
+# the dashboard -------------------------------------------------------------------------------
+@app.callback(invoke_without_command=True)
+def _picker(ctx: typer.Context) -> None:
+    """Without a command: the process picker in a terminal, `memtui ps` output in a pipe."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not dashboard.is_terminal():
+        # Not a terminal (a pipe, a script): the same list the picker would show, as text.
+        ps(json_=False)
+        return
+    raise typer.Exit(dashboard.pick(interval=1.0))
+
+
+@app.command()
+def attach(pid: int = PidArg, socket: Optional[str] = SocketOpt, interval: float = IntervalOpt,
+           profiles: Optional[str] = ProfilesOpt) -> None:
+    """Open the dashboard on PID's agent (q quits, ? lists the keys)."""
+    raise typer.Exit(dashboard.attach(pid, socket, interval, _profiles_dir(profiles)))
 
 
 # stats / gc / trace --------------------------------------------------------------------------
@@ -149,50 +183,21 @@ def snapshot(args: List[str] = typer.Argument(None, metavar="PID | show FILE | d
 
 # run -----------------------------------------------------------------------------------------
 class ChildAgentView:
-    """The live view for `run`: finds the agent in the child or a descendant, then shows stats."""
+    """`run`'s plain view when there is no terminal for the dashboard: the stats of the agent
+    in CMD or a descendant (found by dashboard.ChildAgentClient), redrawn until CMD exits."""
 
-    def __init__(self, proc: subprocess.Popen, command: str, wait_s: float = 10.0) -> None:
+    def __init__(self, proc: subprocess.Popen, wait_s: float = 10.0) -> None:
         self.proc = proc
-        self.command = command
-        self.deadline = time.monotonic() + wait_s
-        self.client: Optional[AgentClient] = None
+        self.client = dashboard.ChildAgentClient(proc, wait_s=wait_s)
         self.last: Optional[RenderableType] = None
-        self.pids: List[int] = [proc.pid]
-
-    def _find(self) -> Optional[AgentClient]:
-        import psutil  # noqa: PLC0415
-
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return None
-        self.pids = [self.proc.pid] + [c.pid for c in children]
-        for pid in self.pids:
-            try:
-                if find_socket(pid):
-                    return AgentClient(pid=pid, timeout=3.0).connect()
-            except AgentError:
-                continue
-        return None
-
-    def _refused(self) -> Optional[str]:
-        """Why no agent can appear: a runtime directory the agent refuses (it will not wait)."""
-        for pid in self.pids:
-            if runtime_dir_problem(pid):
-                return no_agent_message(pid)
-        return None
 
     def frame(self) -> RenderableType:
-        if self.client is None:
-            self.client = self._find()
-        if self.client is None:
-            refused = self._refused()
-            if refused:
-                return Text(refused, style="yellow")
-            if time.monotonic() < self.deadline:
-                return Text("waiting for agent… (PID %d: %s)" % (self.proc.pid, self.command))
-            return Text("No memtui agent appeared in PID %d or its children; waiting for it to "
-                        "exit." % self.proc.pid, style="yellow")
+        if not self.client.connected:
+            try:
+                self.client.connect()
+            except AgentError as exc:
+                note = Text(sentence(exc), style="yellow")
+                return Group(self.last, note) if self.last else note
         try:
             self.last = render.stats_view(self.client.stats(), self.client.info,
                                           process_name(self.client.server_pid or self.proc.pid))
@@ -207,9 +212,7 @@ class ChildAgentView:
                 return Group(self.last, note) if self.last else note
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.client.close()
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -228,7 +231,7 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
                                                help="Profiles directory (default: "
                                                     "$MEMTUI_PROFILES, else ./profiles).")
         ) -> None:
-    """Run CMD with the memtui agent started in it; exit with CMD's exit code."""
+    """Run CMD with the agent started in it, watch it in the dashboard; exit with CMD's code."""
     values: Dict[str, Any] = {}
     if interval is not None:
         values["interval"] = interval
@@ -245,11 +248,11 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
     child_env = launch_environ(dict(os.environ), options_json)
     if env is not None:
         child_env["MEMTUI_ENV"] = env
+    profiles = _profiles_dir(profiles)
     if profiles is not None:
-        if not os.path.isdir(profiles):
-            raise UsageFailure("No profiles directory %s" % profiles)
-        child_env["MEMTUI_PROFILES"] = os.path.abspath(profiles)
-    command = " ".join(cmd)
+        child_env["MEMTUI_PROFILES"] = profiles
+    if not no_tui and dashboard.is_terminal():
+        raise typer.Exit(dashboard.run(cmd, child_env, interval, profiles))
     with launch.SignalForwarder() as forwarder:
         try:
             proc = subprocess.Popen(cmd, env=child_env, preexec_fn=forwarder.child_preexec)
@@ -264,7 +267,7 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
                 exited.set()
 
             threading.Thread(target=reap, name="memtui-reaper", daemon=True).start()
-            view = ChildAgentView(proc, command)
+            view = ChildAgentView(proc)
             try:
                 render.live_loop(view.frame, interval or 1.0, console, stop=exited)
             except (OSError, SystemExit):
@@ -279,7 +282,8 @@ def run(cmd: List[str] = typer.Argument(..., metavar="CMD",
 
 # demo ----------------------------------------------------------------------------------------
 @app.command()
-def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instead of a live view."),
+def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instead of the "
+                                      "dashboard."),
          duration: Optional[float] = typer.Option(None, "--duration", min=0.0,
                                                   help="Stop after this many seconds."),
          interval: Optional[float] = typer.Option(None, "--interval", min=0.05,
@@ -287,7 +291,7 @@ def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instea
                                                        "headless, 1 live)."),
          json_: bool = typer.Option(False, "--json", help="Print JSON lines (implies --no-tui).")
          ) -> None:
-    """Run the bundled demo service and watch its memory, caches, pool and workers."""
+    """Run the bundled demo service (caches, a pool, workers, a leak) and open the dashboard."""
     from ..demo import DemoProcess  # noqa: PLC0415
 
     headless = no_tui or json_
@@ -299,7 +303,11 @@ def demo(no_tui: bool = typer.Option(False, "--no-tui", help="Print stats instea
         with service, _connect(service.pid) as client:
             if headless:
                 _demo_headless(client, every, duration, json_)
-            else:
+            elif dashboard.is_terminal():
+                code = dashboard.demo(client, every, duration)
+                if code:
+                    raise SystemExit(code)
+            else:  # no terminal for the dashboard: the plain stats view
                 stop = threading.Event()
                 if duration is not None:
                     timer = threading.Timer(duration, stop.set)

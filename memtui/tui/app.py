@@ -6,6 +6,7 @@ on a second connection in thread workers, and their errors surface in one place.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
 from textual import on
@@ -30,6 +31,7 @@ from .widgets.header import StatusHeader, header_lines
 
 PANES: Tuple[Type[Pane], ...] = (OverviewPane, HeapPane, CachesPane, PoolsPane, WorkersPane,
                                  EventsPane, ProfilesPane)
+STYLES = Path(__file__).parent / "styles"
 RATES = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -40,8 +42,9 @@ class ConnectionBanner(Static):
 class MemtuiApp(App):
     """The dashboard. *client* needs AgentClient's methods (connect, stats, history, events ...)."""
 
-    CSS_PATH = ["styles/app.tcss", "styles/heap.tcss", "styles/components.tcss",
-                "styles/profiles.tcss", "styles/picker.tcss"]
+    # Absolute, so that a subclass elsewhere (the picker's) finds them too.
+    CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "heap.tcss", "components.tcss",
+                                                "profiles.tcss", "picker.tcss")]
     TITLE = "memtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -132,8 +135,9 @@ class MemtuiApp(App):
         self.connection = message.connection
         live = message.connection.state == "live"
         banner = self.query_one("#banner", ConnectionBanner)
-        banner.display = not live and message.connection.state == "lost"
-        if not live:
+        banner.display = not live and bool(message.connection.message)
+        banner.set_class(message.connection.state == "connecting", "-waiting")
+        if banner.display:
             banner.update("%s  Retrying in %gs (attempt %d); q quits."
                           % (message.connection.message, message.connection.retry_in,
                              message.connection.attempts))

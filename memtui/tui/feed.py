@@ -122,7 +122,9 @@ class Feed:
         except Exception:  # noqa: BLE001 - closing a broken socket may fail; we reconnect anyway
             pass
         delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-        self._set_connection("lost", message, attempts=attempt + 1, retry_in=delay)
+        # Never reached yet (`memtui run` waiting for its command's agent): still connecting.
+        state = "lost" if self._seq else "connecting"
+        self._set_connection(state, message, attempts=attempt + 1, retry_in=delay)
         self._stop.wait(delay)
 
     def _set_connection(self, state: str, message: str, attempts: int = 0,

@@ -184,6 +184,27 @@ def test_agent_vanishing_shows_a_banner_and_reconnects(monkeypatch):
     run(app, body)
 
 
+def test_an_agent_not_there_yet_is_a_waiting_banner_not_an_error(monkeypatch):
+    monkeypatch.setattr(feed_mod, "RETRY_DELAYS", (0.1,))
+    client = FakeClient()
+    client.kill()  # e.g. `memtui run` before its command has started the agent
+    app = _app(client)
+
+    async def body(pilot):
+        banner = app.query_one("#banner")
+        await wait_for(pilot, lambda: banner.display, what="banner")
+        assert banner.has_class("-waiting") and "● connecting" in screen_text(app)
+        client.revive()
+        await wait_for(pilot, lambda: app.last_sample is not None, what="first sample")
+        await wait_for(pilot, lambda: not banner.display, what="banner gone")
+        client.kill()
+        await wait_for(pilot, lambda: banner.display and not banner.has_class("-waiting"),
+                       what="lost banner")
+        assert "● lost" in screen_text(app)
+
+    run(app, body)
+
+
 def test_action_errors_surface_once_as_a_notification():
     client = FakeClient()
     app = _app(client)

@@ -33,7 +33,7 @@ def header_lines(sample: Optional[Sample], connection: Connection, interval: flo
     one.append("  env ")
     one.append(str(info.get("env") or "-"), style="bold")
     if command:
-        one.append("  " + command, style="cyan")
+        one.append("  " + " ".join(command.split()), style="cyan")
     two = Text(no_wrap=True, overflow="ellipsis")
     health = (stats.get("health") or {}).get("score")
     two.append(" health ")
