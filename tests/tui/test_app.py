@@ -280,6 +280,8 @@ def test_attached_to_a_real_demo_service_shows_its_live_numbers(agent_env):
             demo.stop()
             await wait_for(pilot, lambda: app.query_one("#banner").display, timeout=10,
                            what="banner after the demo exits")
-            assert "exited" in screen_text(app) or "No process" in screen_text(app)
+            assert str(demo.pid) in app.connection.message, app.connection.message
+            assert app.connection.message.split("  ")[0][:30] in screen_text(app)
+            assert "Traceback" not in screen_text(app)
 
         run(app, body)
