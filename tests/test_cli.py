@@ -35,8 +35,15 @@ def one_sentence(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C back to its default. A test run started in the background by a
+    shell without job control inherits SIGINT ignored, and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen_cli(agent_env, *args: str, **kw) -> subprocess.Popen:
     exe = os.path.join(os.path.dirname(sys.executable), "memtui")
+    kw.setdefault("preexec_fn", interruptible)
     return subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=agent_env, **kw)
 
@@ -382,7 +389,7 @@ def test_live_view_into_a_closed_pipe_exits_0_quietly(start_target, agent_env):
     os.close(r)
     proc = subprocess.Popen([memtui_exe(), "stats", str(target.pid), "--follow",
                              "--interval", "0.05"], stdout=w, stderr=subprocess.PIPE, text=True,
-                            env=agent_env)
+                            env=agent_env, preexec_fn=interruptible)
     os.close(w)
     with AgentClient(pid=target.pid) as client:
         wait_for(lambda: client.stats(fresh=True)["agent"]["clients"] >= 2,
