@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -73,7 +74,8 @@ class MemtuiApp(App):
         self.connection = Connection("connecting", since=clock())
         self.feed: Optional[Feed] = None
         self._action_client: Any = None
-        self._action_done: Dict[Worker, Optional[Callable[[Any], None]]] = {}
+        self._action_done: Dict[Worker, Tuple[Optional[Callable[[Any], None]],
+                                              Optional[Callable[[str], None]]]] = {}
         self.first_sample_at: Optional[float] = None  # monotonic, for the attach benchmark
 
     # layout ---------------------------------------------------------------------------------
@@ -94,7 +96,8 @@ class MemtuiApp(App):
 
     def on_unmount(self) -> None:
         if self.feed is not None:
-            self.feed.stop()
+            # Do not wait out a poll stuck on a stopped target: the thread is a daemon.
+            self.feed.stop(timeout=0.2)
         for client in (self._action_client,):
             if client is not None:
                 try:
@@ -138,9 +141,9 @@ class MemtuiApp(App):
         banner.display = not live and bool(message.connection.message)
         banner.set_class(message.connection.state == "connecting", "-waiting")
         if banner.display:
-            banner.update("%s  Retrying in %gs (attempt %d); q quits."
-                          % (message.connection.message, message.connection.retry_in,
-                             message.connection.attempts))
+            banner.update(Text("%s  Retrying in %gs (attempt %d); q quits."
+                               % (message.connection.message, message.connection.retry_in,
+                                  message.connection.attempts)))
         self.query_one("#tabs").set_class(not live, "-stale")
         for pane in self.query(Pane):
             pane.on_connection(live)
@@ -243,12 +246,14 @@ class MemtuiApp(App):
     # agent actions --------------------------------------------------------------------------
     def run_agent_action(self, title: str, call: Callable[[Any], Any],
                          done: Optional[Callable[[Any], None]] = None,
-                         refresh: bool = True) -> Worker:
+                         refresh: bool = True,
+                         failed: Optional[Callable[[str], None]] = None) -> Worker:
         """``call(client)`` in a thread worker on a second connection to the agent; with
-        *refresh* (for actions that change something) the feed polls right after."""
+        *refresh* (for actions that change something) the feed polls right after. An error
+        becomes one sentence: given to *failed* if there is one, else a notification."""
         worker = self.run_worker(lambda: self._with_action_client(call, refresh), name=title,
                                  group="agent-action", thread=True, exit_on_error=False)
-        self._action_done[worker] = done
+        self._action_done[worker] = (done, failed)
         return worker
 
     def _with_action_client(self, call: Callable[[Any], Any], refresh: bool) -> Any:
@@ -272,15 +277,18 @@ class MemtuiApp(App):
         if worker.group != "agent-action" or worker not in self._action_done:
             return
         if event.state == WorkerState.SUCCESS:
-            done = self._action_done.pop(worker)
+            done, _ = self._action_done.pop(worker)
             if done is not None:
                 done(worker.result)
         elif event.state == WorkerState.ERROR:
-            self._action_done.pop(worker)
+            _, failed = self._action_done.pop(worker)
             error = worker.error
             text = sentence(error) if isinstance(error, (AgentError, ConfigError, OSError, ValueError)) \
                 else "%s: %s" % (type(error).__name__, error)
-            self.notify(text, title=worker.name, severity="error", timeout=8)
+            if failed is not None:
+                failed(text)
+            else:
+                self.notify(text, title=worker.name, severity="error", timeout=8)
         elif event.state == WorkerState.CANCELLED:
             self._action_done.pop(worker, None)
 

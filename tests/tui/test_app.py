@@ -285,3 +285,63 @@ def test_attached_to_a_real_demo_service_shows_its_live_numbers(agent_env):
             assert "Traceback" not in screen_text(app)
 
         run(app, body)
+
+
+def test_markup_in_agent_text_is_shown_literally_never_parsed(monkeypatch):
+    """Review finding: a component named "[/]x" ended the dashboard with a MarkupError."""
+    monkeypatch.setattr(feed_mod, "RETRY_DELAYS", (0.1,))
+    client = FakeClient()
+    comps = client.state.data["stats"]["components"]
+    comps["[/]x"] = dict(comps["users"])
+    comps["[bold]pool[/]"] = dict(comps["db"])
+    comps["[bold]pool[/]"]["stats"] = dict(comps["db"]["stats"], note="[/]")
+    client.state.data["events"]["events"][0]["kind"] = "[/]odd"
+    app = _app(client)
+
+    async def body(pilot):
+        await _ready(pilot)
+        for key in ("1", "3", "4", "6"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+        await pilot.press("4")
+        table = app.query_one("#pools KeyedTable")
+        keys = [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+        table.move_cursor(row=keys.index("[bold]pool[/]"))
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert "[bold]pool[/]" in screen_text(app)
+        await pilot.press("escape")
+        client.path = "/tmp/r6[/]rt/14607.sock"
+        client.kill()
+        await wait_for(pilot, lambda: app.query_one("#banner").display, what="banner")
+        assert app.is_running
+
+    run(app, body)
+
+
+def test_quit_does_not_wait_for_a_poll_stuck_on_a_stopped_target():
+    """Review finding: q took 5 s while the target was SIGSTOPped (feed joined for 5 s)."""
+    import threading
+
+    gate = threading.Event()
+
+    class Stuck(FakeClient):
+        def stats(self, *a, **k):
+            if self.state.data.get("stuck"):
+                gate.wait(10)
+            return super().stats(*a, **k)
+
+    client = Stuck()
+    app = _app(client)
+    timing = {}
+
+    async def body(pilot):
+        await _ready(pilot)
+        client.state.data["stuck"] = True
+        await pilot.pause(1.5)  # the next poll is now stuck inside stats()
+        timing["t0"] = time.monotonic()
+
+    run(app, body)
+    timing["t1"] = time.monotonic()
+    gate.set()
+    assert timing["t1"] - timing["t0"] < 3.0  # not the feed's 5 s join (a functional bound)

@@ -372,3 +372,20 @@ def test_the_directory_is_the_dashboards_else_the_agents_else_the_default(tmp_pa
     assert choose_directory(None, gone, {"MEMTUI_PROFILES": str(tmp_path)}) == (
         str(tmp_path), "$MEMTUI_PROFILES")
     assert choose_directory(None, {}, {}) == (os.path.abspath("profiles"), "./profiles")
+
+
+def test_a_push_to_a_vanished_agent_says_so_in_the_pane(pdir):
+    """Review finding: the "Checking …" line stayed for good when the dry run failed."""
+    client = FakeClient()
+
+    async def body(pilot):
+        pane = await _open(pilot)
+        client.kill()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: "Not pushed" in _plain(pane, "#profiles-status"),
+                       what="the failure in the pane")
+        assert "Checking" not in _plain(pane, "#profiles-status")
+        assert "14607" in _plain(pane, "#profiles-status")
+        assert client.state.applied == []
+
+    run(_app(pdir, client), body)

@@ -393,7 +393,8 @@ class ComponentPane(Pane):
             self._history_worker = None
             detail.add_history(reply)
 
-        self._history_worker = self.dash.run_agent_action("Component history", fetch, answered)
+        self._history_worker = self.dash.run_agent_action("Component history", fetch, answered,
+                                                          refresh=False)
 
 
 class CachesPane(ComponentPane):

@@ -307,7 +307,11 @@ class ProfilesPane(Pane):
             except ConfigError as exc:  # refused before sending: said here, not as a failure
                 return exc
 
-        self._push = self.dash.run_agent_action("Push (dry run)", preview, self._previewed)
+        self._push = self.dash.run_agent_action("Push (dry run)", preview, self._previewed,
+                                                failed=self._not_pushed)
+
+    def _not_pushed(self, why: str) -> None:
+        self.say(Text("Not pushed: %s" % why, style="bold red"))
 
     def _previewed(self, result: Any) -> None:
         if isinstance(result, ConfigError):
@@ -325,7 +329,8 @@ class ProfilesPane(Pane):
             self.say(Text("Push cancelled; nothing sent.", style="dim"))
             return
         self._push = self.dash.run_agent_action(
-            "Push", lambda client: cpush.apply_plan(client, plan), self._pushed)
+            "Push", lambda client: cpush.apply_plan(client, plan), self._pushed,
+            failed=self._not_pushed)
 
     def _pushed(self, result: cpush.PushResult) -> None:
         lines = cpush.report_lines(result)

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import Resize
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -152,7 +153,8 @@ def stats_renderable(stats: Mapping[str, Any], width: int) -> RenderableType:
         cells: List[Any] = []
         for p in range(pairs):  # down the first column, then the next: reads like a list
             i = p * rows + r
-            cells += [scalars[i][0], _stat_text(*scalars[i])] if i < len(scalars) else ["", ""]
+            cells += ([Text(scalars[i][0]), Text(_stat_text(*scalars[i]))] if i < len(scalars)
+                      else ["", ""])
         grid.add_row(*cells)
     parts: List[RenderableType] = [grid]
     for key, value in lines:
@@ -184,7 +186,7 @@ def tiers_table(tiers: Mapping[str, Any]) -> Table:
     for name in names:
         keys += [k for k, v in tiers[name].items() if k not in keys and not isinstance(v, str)]
     for key in keys:
-        table.add_row(key, *(_stat_text(key, tiers[n].get(key)) for n in names))
+        table.add_row(Text(key), *(Text(_stat_text(key, tiers[n].get(key))) for n in names))
     return table
 
 
@@ -247,7 +249,7 @@ class ComponentDetail(ModalScreen):
 
     def on_mount(self) -> None:
         body = self.query_one("#detail-body")
-        body.border_title = "%s · %s" % (self.component, self.kind)
+        body.border_title = escape("%s · %s" % (self.component, self.kind))
         body.border_subtitle = "esc closes"
         self.query_one("#detail-recs").border_title = "Tuner"
         self.query_one("#detail-stats-scroll").focus()

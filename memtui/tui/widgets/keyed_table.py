@@ -81,7 +81,9 @@ class KeyedTable(DataTable):
                     pass
                 self._cells.pop(key, None)
             for key, cells in rows.items():
-                cells = tuple(cells)
+                # A plain string from the agent (a component's name, say) is text, never
+                # markup: "[/]" in a name must not end the dashboard.
+                cells = tuple(Text(c) if isinstance(c, str) else c for c in cells)
                 old = self._cells.get(key)
                 if old is None:
                     self.add_row(*cells, key=key)
