@@ -123,6 +123,8 @@ class MemtuiApp(App):
 
     # data in --------------------------------------------------------------------------------
     def on_sample_ready(self, message: SampleReady) -> None:
+        if not self.query("#header"):  # closing down: the dashboard's widgets are gone
+            return
         if self.first_sample_at is None:
             self.first_sample_at = time.monotonic()
         self.last_sample = message.sample
@@ -136,6 +138,8 @@ class MemtuiApp(App):
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         self.connection = message.connection
+        if not self.query("#banner"):  # closing down: the dashboard's widgets are gone
+            return
         live = message.connection.state == "live"
         banner = self.query_one("#banner", ConnectionBanner)
         banner.display = not live and bool(message.connection.message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 
 from memtui.client import AgentClient
 from memtui.tui import feed as feed_mod
@@ -14,15 +13,6 @@ from memtui.tui.widgets.keyed_table import KeyedTable
 
 from .fake_client import FakeClient
 from .pilot import FROZEN, run, screen_text, wait_for
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def _app(client=None, **kw):

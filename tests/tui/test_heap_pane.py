@@ -4,9 +4,7 @@ recorded fake agent, and once against a real demo service."""
 from __future__ import annotations
 
 import threading
-import time
 
-import pytest
 from rich.console import Console
 
 from memtui.client import AgentClient
@@ -21,15 +19,6 @@ from .fake_client import FakeClient, FakeState
 from .pilot import FROZEN, run, screen_text, wait_for
 
 SITE = "/usr/lib/python3.11/threading.py:265"  # the largest site in heap_top.json
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def _app(client=None, **kw):

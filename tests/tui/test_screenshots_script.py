@@ -7,7 +7,6 @@ import importlib.util
 import re
 import struct
 import sys
-import time
 
 import pytest
 
@@ -22,15 +21,6 @@ spec = importlib.util.spec_from_file_location("screenshots_script",
                                               ROOT / "scripts" / "screenshots.py")
 shots = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
 spec.loader.exec_module(shots)
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def png_size(path):
