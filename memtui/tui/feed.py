@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from ..protocol import AgentError, RemoteError, sentence
 from .model import Connection, History, Sample, freeze
@@ -172,9 +172,3 @@ class Feed:
 def clamp_interval(seconds: float) -> float:
     return max(MIN_INTERVAL, min(MAX_INTERVAL, float(seconds)))
 
-
-def poll_once(client: Any, clock: Callable[[], float] = time.time) -> Sample:
-    """One poll outside any thread (used by tests and the screenshot script)."""
-    samples: Dict[str, Sample] = {}
-    feed = Feed(client, lambda s: samples.setdefault("s", s), lambda c: None, clock=clock)
-    return feed._poll(time.monotonic())  # noqa: SLF001 - same module

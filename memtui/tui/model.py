@@ -4,7 +4,6 @@ No textual here: the feed thread builds samples and the panes only read them, so
 cross threads without a lock and a pane can never change what another pane sees."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -119,6 +118,3 @@ def component_bytes(stats: Mapping[str, Any]) -> Optional[int]:
             total = (total or 0) + int(tier["bytes"])
     return total
 
-
-def now() -> float:
-    return time.time()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -189,6 +189,22 @@ def snapshot_line(meta: Mapping[str, Any]) -> str:
 
 
 # -- diff ----------------------------------------------------------------------------------------
+
+def _growth(label: str, title: str, rows: List[Mapping[str, Any]],
+            name: Callable[[Mapping[str, Any]], str], total: Any,
+            what: str) -> List[RenderableType]:
+    """A titled table of count, Δ count, size, Δ size per row, and a note of rows left out."""
+    table = _table(label, "count", "Δ count", "size", "Δ size", left=(label,))
+    for row in rows:
+        table.add_row(Text(name(row)), count_text(row.get("count")),
+                      delta_text(row.get("count_delta"), size=False),
+                      fmt_bytes(row.get("size")), delta_text(row.get("size_delta")))
+    out: List[RenderableType] = [Text(title, style="bold underline"), table]
+    more = _more(len(rows), total, what)
+    if more is not None:
+        out.append(more)
+    return out
+
 def diff_view(diff: Mapping[str, Any]) -> RenderableType:
     """snapshot.diff's reply: growth by type, and by site when both snapshots were traced."""
     seconds = diff.get("seconds")
@@ -203,30 +219,16 @@ def diff_view(diff: Mapping[str, Any]) -> RenderableType:
     parts: List[RenderableType] = [head, Text("")]
     types = list(diff.get("types") or ())
     if types:
-        table = _table("type", "count", "Δ count", "size", "Δ size", left=("type",))
-        for row in types:
-            table.add_row(Text(str(row.get("type", "?"))), count_text(row.get("count")),
-                          delta_text(row.get("count_delta"), size=False),
-                          fmt_bytes(row.get("size")), delta_text(row.get("size_delta")))
-        parts += [Text("Growth by type", style="bold underline"), table]
-        more = _more(len(types), diff.get("types_total"), "types")
-        if more is not None:
-            parts.append(more)
+        parts += _growth("type", "Growth by type", types, lambda r: str(r.get("type", "?")),
+                         diff.get("types_total"), "types")
     else:
         parts.append(Text("No type changed between the two snapshots.", style="dim"))
     parts.append(Text(""))
     sites = diff.get("sites")
     if sites:
-        table = _table("site", "count", "Δ count", "size", "Δ size", left=("site",))
-        for row in sites:
-            table.add_row(Text("%s:%s" % (row.get("file", "?"), row.get("line", "?"))),
-                          count_text(row.get("count")),
-                          delta_text(row.get("count_delta"), size=False),
-                          fmt_bytes(row.get("size")), delta_text(row.get("size_delta")))
-        parts += [Text("Growth by allocation site", style="bold underline"), table]
-        more = _more(len(sites), diff.get("sites_total"), "sites")
-        if more is not None:
-            parts.append(more)
+        parts += _growth("site", "Growth by allocation site", sites,
+                         lambda r: "%s:%s" % (r.get("file", "?"), r.get("line", "?")),
+                         diff.get("sites_total"), "sites")
     elif sites is None:
         parts.append(Text("No allocation sites: both snapshots must be taken while tracing "
                           "(t starts it; then b sets a new baseline).", style="dim"))
