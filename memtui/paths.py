@@ -9,6 +9,7 @@ import stat
 from typing import Iterator, Mapping, Optional, Tuple
 
 SOCKET_SUFFIX = ".sock"
+DORMANT_SUFFIX = ".dormant"
 
 
 class RuntimeDirError(OSError):
@@ -32,6 +33,21 @@ def runtime_dir(environ: Optional[Mapping[str, str]] = None, uid: Optional[int] 
 
 def socket_path(pid: int, directory: Optional[str] = None) -> str:
     return os.path.join(directory or runtime_dir(), "%d%s" % (pid, SOCKET_SUFFIX))
+
+
+def dormant_path(pid: int, directory: Optional[str] = None) -> str:
+    """Where ``memtui.install()`` says "PID has a dormant agent woken by signal N"."""
+    return os.path.join(directory or runtime_dir(), "%d%s" % (pid, DORMANT_SUFFIX))
+
+
+def start_ticks(pid: int) -> Optional[int]:
+    """When *pid* started (field 22 of /proc/PID/stat, clock ticks since boot): with the PID it
+    names one process for good, since a reused PID starts at another time."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as fh:
+            return int(fh.read().rpartition(b")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def private_problem(path: str, kind: str) -> Optional[str]:

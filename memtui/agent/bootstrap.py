@@ -43,3 +43,29 @@ def autostart() -> None:
         lifecycle.start_planned(plan)
     except Exception as exc:  # a bad option must not stop the user's program from running
         sys.stderr.write("memtui: agent not started: %s\n" % exc)
+
+
+def injected() -> dict:
+    """Called on a thread of its own by the code `memtui attach --inject` puts into a running
+    process. Starts the agent as `memtui run` would (profile by MEMTUI_ENV/MEMTUI_PROFILES, a
+    profile it cannot use is left out) and says what happened; never raises."""
+    from memtui.agent import lifecycle, startup  # noqa: PLC0415
+    from memtui.agent.core import disabled  # noqa: PLC0415
+
+    agent = lifecycle.current()
+    if agent is not None:
+        return {"result": "already", "socket": agent.socket_path}
+    try:
+        plan = startup.plan(strict=False)
+        agent = lifecycle.start_planned(plan)
+    except Exception as exc:  # bad MEMTUI_AGENT_OPTIONS in the target, say
+        return {"result": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
+    if agent is None:
+        why = "MEMTUI_DISABLE is set" if disabled() else \
+            "its profile says profiler.enabled = false"
+        return {"result": "off", "error": why}
+    agent.events.emit("agent", "info", "agent started by injection")
+    if agent.socket_path is None:
+        return {"result": "error", "error": "the agent started but is not serving (see its "
+                                            "warning on the process's stderr)"}
+    return {"result": "started", "socket": agent.socket_path, "note": plan.note or ""}

@@ -10,6 +10,7 @@ the forked child reuses its parent's resolved options and settings and reads no 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal as _signal
 import threading
@@ -17,6 +18,7 @@ import time
 import warnings
 from typing import Any, Dict, Mapping, Optional, Union
 
+from .. import paths
 from . import startup
 from .core import Agent, disabled
 from .options import AgentOptions
@@ -182,7 +184,39 @@ def install(signal: Any = None, force: bool = False, env: Optional[str] = None,
     _INSTALLED.clear()
     _INSTALLED.update(options=opts, signal=sig, previous=previous, plan=plan)
     _ensure_hooks()
+    _write_dormant_marker(opts, sig)
     return True
+
+
+def _write_dormant_marker(opts: AgentOptions, sig: int) -> None:
+    """Tell `memtui attach` that this PID wakes its agent on *sig*: RUNTIME/PID.dormant, 0600,
+    written whole (temp + rename). The attacher still checks the process really catches the
+    signal before sending it; without the marker it never sends one. Best effort."""
+    try:
+        directory = paths.ensure_private_dir(opts.runtime_dir or paths.runtime_dir())
+        path = paths.dormant_path(os.getpid(), directory)
+        body = json.dumps({"pid": os.getpid(), "signal": int(sig),
+                           "start_ticks": paths.start_ticks(os.getpid())})
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(body)
+        os.rename(tmp, path)
+        _INSTALLED["marker"], _INSTALLED["marker_pid"] = path, os.getpid()
+        if not _INSTALLED.get("marker_hook"):
+            _INSTALLED["marker_hook"] = True
+            atexit.register(_remove_dormant_marker)
+    except Exception:  # noqa: BLE001 - a missing marker only means attach cannot wake us
+        pass
+
+
+def _remove_dormant_marker() -> None:
+    path = _INSTALLED.get("marker")
+    if path and _INSTALLED.get("marker_pid") == os.getpid():  # not a forked child's exit
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _on_signal(signum: int, frame: Any) -> None:

@@ -1,0 +1,250 @@
+"""Attach anywhere: find the safest way into a running process and take it.
+
+In order: an agent already listening (connect); a dormant agent left by ``memtui.install()``
+(send its signal — only when its marker names this very process and /proc shows the signal
+caught and not ignored); a CPython 3.9+ process without one (inject the agent, when asked); and
+for anything else the external view (psutil figures from outside). :func:`plan` only looks;
+:func:`attach` does it. Errors are one sentence (AttachError or the client's AgentErrors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal as _signal
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .. import paths
+from ..client import AgentClient, find_socket, process_name, process_uid
+from ..protocol import AgentError, NoAgent, NoSuchProcess, PermissionRefused
+from . import procinfo
+
+WAYS = ("agent", "signal", "inject", "external")
+MIN_PYTHON = (3, 9)
+NO_PTRACE_WAYS = ("start the agent from the program instead — memtui.install() (then `memtui "
+                  "attach PID` wakes it by signal) or memtui.start() — or run it under "
+                  "`memtui run`")
+
+
+class AttachError(AgentError):
+    """No way in, in one sentence."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    pid: int
+    way: str
+    reason: str
+    python: Optional[str] = None  # "3.11"
+    cpython: bool = False
+    socket: Optional[str] = None
+    signal: Optional[int] = None
+    inject_problem: Optional[str] = None  # why injection is impossible (None: possible)
+
+    @property
+    def can_inject(self) -> bool:
+        return self.cpython and self.inject_problem is None
+
+
+@dataclass
+class Attached:
+    way: str
+    client: Any  # a connected AgentClient, or an ExternalClient for the external view
+    message: str
+    elapsed_s: float
+    details: Any = None
+
+
+def _check_target(pid: int) -> None:
+    if pid <= 0 or pid >= 2 ** 31 or not paths.pid_alive(pid):
+        raise NoSuchProcess("No process with PID %d." % pid)
+    uid = process_uid(pid)
+    if uid is not None and uid != os.geteuid():
+        AgentClient._check_owner(pid)  # raises PermissionRefused with the sudo -u hint
+
+
+def _live_socket(pid: int) -> Optional[str]:
+    path = find_socket(pid)
+    if path is None:
+        return None
+    try:
+        with AgentClient(pid=pid, path=path, timeout=2.0).connect():
+            return path
+    except (NoAgent, NoSuchProcess):
+        return None
+
+
+def dormant_signal(pid: int) -> tuple:
+    """(signal, why-not): the signal a dormant agent in *pid* waits for, or None and the reason
+    memtui will not send one. Only a marker written by this very process counts (same start
+    time), and only while the process catches the signal and does not ignore it."""
+    candidates = [paths.dormant_path(pid)]
+    theirs = paths.target_runtime_dir(pid)
+    if theirs:
+        candidates.append(paths.dormant_path(pid, theirs))
+    for path in candidates:
+        try:
+            if paths.private_problem(os.path.dirname(path), "directory"):
+                continue
+            with open(path) as fh:
+                marker = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(marker, dict) or marker.get("pid") != pid:
+            continue
+        if marker.get("start_ticks") != paths.start_ticks(pid):
+            continue  # left by an earlier process with the same PID
+        sig = marker.get("signal")
+        if not isinstance(sig, int):
+            continue
+        try:
+            st = procinfo.status(pid)
+        except OSError:
+            return None, None
+        if not procinfo.signal_handled(st, sig):
+            return None, ("it ran memtui.install() but no longer catches %s (the handler was "
+                          "replaced or the signal is ignored), so memtui will not send it"
+                          % _signame(sig))
+        return sig, None
+    return None, None
+
+
+def _signame(sig: int) -> str:
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return "signal %d" % sig
+
+
+def plan(pid: int, inject: bool = False) -> Plan:
+    """How :func:`attach` would get into *pid*; looks only (never signals or ptraces)."""
+    _check_target(pid)
+    sock = _live_socket(pid)
+    if sock:
+        return Plan(pid, "agent", "an agent is listening on %s" % sock, socket=sock)
+    sig, dormant_problem = dormant_signal(pid)
+    info = procinfo.python_info(pid)
+    version = "%d.%d" % info.version if info.version else None
+    cpython = info.implementation == "cpython"
+    if sig is not None:
+        return Plan(pid, "signal", "a dormant agent waits for %s" % _signame(sig), version,
+                    cpython, signal=sig)
+    problem = _inject_problem(pid, info)
+    if inject and problem is None:
+        return Plan(pid, "inject", "CPython %s without an agent" % version, version, cpython)
+    reason = dormant_problem or ("%s without an agent" % info.label if info.version else
+                                 "not a Python process")
+    return Plan(pid, "external", reason, version, cpython, inject_problem=problem)
+
+
+def _inject_problem(pid: int, info: procinfo.PythonInfo) -> Optional[str]:
+    """Why injecting into *pid* cannot work, as the tail of a sentence; None when it can."""
+    if info.implementation != "cpython":
+        what = info.label if info.version else "not a Python process"
+        return "it is %s, and only CPython can be injected" % (
+            "PyPy" if info.implementation == "pypy" else what)
+    if info.version < MIN_PYTHON:
+        return "it runs Python %d.%d and the agent needs %d.%d or newer" % (info.version + MIN_PYTHON)
+    env = procinfo.environ(pid) or {}
+    if env.get("MEMTUI_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "it has MEMTUI_DISABLE=%s set, which turns memtui off" % env["MEMTUI_DISABLE"]
+    if info.version < (3, 14) and (platform.system() != "Linux"
+                                   or platform.machine() not in ("x86_64", "AMD64")):
+        return ("injecting into Python < 3.14 needs Linux on x86_64 and this is %s %s"
+                % (platform.system(), platform.machine()))
+    ptrace_no = procinfo.ptrace_problem(pid)
+    if ptrace_no:
+        return "ptrace is not permitted: %s" % ptrace_no
+    return None
+
+
+def attach(pid: int, inject: bool = False, timeout: float = 10.0) -> Attached:
+    """Get into *pid* the safest way there is (see the module doc) and return a client."""
+    started = time.monotonic()
+    p = plan(pid, inject=inject)
+    name = process_name(pid)
+    if p.way == "agent":
+        client = AgentClient(pid=pid, path=p.socket).connect()
+        return Attached("agent", client, "PID %d: an agent is already listening (%s)."
+                        % (pid, p.socket), time.monotonic() - started)
+    if p.way == "signal":
+        client = _wake(pid, p.signal, timeout)
+        return Attached("signal", client, "PID %d: woke its dormant agent with %s in %.2f s."
+                        % (pid, _signame(p.signal), time.monotonic() - started),
+                        time.monotonic() - started)
+    if p.way == "inject":
+        status = _inject(pid, timeout)
+        client = AgentClient(pid=pid, path=status.get("socket")).connect()
+        held = status.get("main_held_s") or 0.0
+        if status.get("result") == "already":
+            what = "its agent was already running (injection changed nothing)"
+        else:
+            what = "agent started by injection (%s route)" % status.get("route")
+        return Attached("inject", client, "PID %d: %s in %.2f s; its main thread was held "
+                        "%.1f ms." % (pid, what, time.monotonic() - started, held * 1000),
+                        time.monotonic() - started, status)
+    if inject:
+        raise AttachError("Cannot inject into PID %d (%s): %s." % (pid, name, p.inject_problem))
+    from .external import ExternalClient  # noqa: PLC0415 - psutil only for this way
+
+    client = ExternalClient(pid)
+    client.connect()
+    hint = (" (`memtui attach %d --inject` starts an agent in it)" % pid) if p.can_inject else ""
+    return Attached("external", client, "PID %d: %s; showing the external view%s."
+                    % (pid, p.reason, hint), time.monotonic() - started)
+
+
+def _wake(pid: int, sig: int, timeout: float) -> AgentClient:
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not paths.pid_alive(pid):
+            raise NoSuchProcess("PID %d exited after it was sent %s." % (pid, _signame(sig)))
+        sock = find_socket(pid)
+        if sock:
+            try:
+                return AgentClient(pid=pid, path=sock, timeout=2.0).connect()
+            except NoAgent:
+                pass
+        time.sleep(0.01)
+    raise AttachError("PID %d was sent %s but its agent did not start within %.0f s; is the main "
+                      "thread stuck in a long call (signal handlers run between bytecodes)?"
+                      % (pid, _signame(sig), timeout))
+
+
+def _inject(pid: int, timeout: float) -> dict:
+    from . import inject as injector  # noqa: PLC0415
+    from .ptrace import CallTimeout, PtraceError  # noqa: PLC0415
+
+    info = procinfo.python_info(pid)
+    try:
+        status = injector.inject(pid, info, timeout=timeout)
+    except PtraceError as exc:
+        if exc.errno == 1:  # EPERM
+            raise AttachError("Cannot inject into PID %d: the kernel refused ptrace (EPERM: a "
+                              "container without CAP_SYS_PTRACE, a seccomp profile or yama); %s."
+                              % (pid, NO_PTRACE_WAYS.replace("PID", str(pid)))) from None
+        if exc.errno == 3:  # ESRCH
+            raise NoSuchProcess("PID %d exited during the injection." % pid) from None
+        raise AttachError("Cannot inject into PID %d: %s." % (pid, exc.strerror or exc)) from None
+    except CallTimeout:
+        raise AttachError("Injecting into PID %d timed out inside the process and was undone; it "
+                          "is still running as before." % pid) from None
+    except injector.InjectError as exc:
+        if str(exc) == "timed out":
+            raise AttachError(
+                "Injected into PID %d, but its agent did not report within %.0f s — the "
+                "interpreter has not let our thread run (a long call holding the GIL?); it "
+                "starts when it can, so try `memtui attach %d` again shortly."
+                % (pid, timeout, pid)) from None
+        raise AttachError("Cannot inject into PID %d: %s." % (pid, exc)) from None
+    result = status.get("result")
+    if result in ("started", "already") and status.get("socket"):
+        return status
+    if result == "off":
+        raise AttachError("The agent injected into PID %d did not start: %s."
+                          % (pid, status.get("error")))
+    raise AttachError("The agent injected into PID %d failed to start: %s."
+                      % (pid, status.get("error") or result))

@@ -1,0 +1,241 @@
+"""Call a function inside another process's thread, on Linux x86_64, with ptrace (ctypes).
+
+Why our own instead of gdb: an inferior call in gdb 13 fails on CPUs with AMX state ("Couldn't
+write extended state status") and leaves the interrupted syscall returning -ERESTARTNOHAND to
+the program — a `time.sleep` in the target raised OSError 514 when we tried. This module saves
+and restores only what it changes: the general registers (PTRACE_GETREGS/SETREGS) and the SSE/x87
+state (PTRACE_GETFPREGS/SETFPREGS). The callers pick threads where that is all there is to keep
+(a thread blocked in a system call has no live vector registers: all are caller-saved across the
+libc wrapper).
+
+Every path ends detached: PTRACE_SEIZE (no SIGSTOP, no PTRACE_O_EXITKILL) means that even if this
+process dies the kernel detaches and the thread resumes — only the short window inside a call
+(registers swapped) is not self-healing, and :meth:`Tracee.call` restores them on every return,
+error or timeout.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import signal
+import struct
+import time
+from typing import Dict, List, Optional, Sequence
+
+PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
+PTRACE_GETFPREGS, PTRACE_SETFPREGS = 14, 15
+PTRACE_CONT, PTRACE_DETACH = 7, 17
+PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
+PTRACE_EVENT_STOP = 128
+WALL = 0x40000000
+
+REG_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+             "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base",
+             "gs_base", "ds", "es", "fs", "gs")
+ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+# -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK, -EINTR
+RESTART_CODES = {2 ** 64 - n for n in (512, 513, 514, 516, 4)}
+MASK = 2 ** 64 - 1
+
+# System calls a thread sleeps in (x86_64 numbers). A thread parked in one of these holds no
+# allocator lock and no live vector state, so a call on it (even pthread_create) is safe.
+WAITING_SYSCALLS = {
+    0: "read", 7: "poll", 23: "select", 34: "pause", 35: "nanosleep", 43: "accept",
+    45: "recvfrom", 47: "recvmsg", 61: "wait4", 128: "rt_sigtimedwait", 130: "rt_sigsuspend",
+    202: "futex", 230: "clock_nanosleep", 232: "epoll_wait", 247: "waitid", 270: "pselect6",
+    271: "ppoll", 281: "epoll_pwait", 288: "accept4", 299: "recvmmsg", 441: "epoll_pwait2",
+}
+
+
+class PtraceError(OSError):
+    """A ptrace step failed; ``errno`` says why (EPERM: not permitted, ESRCH: gone)."""
+
+
+class CallTimeout(Exception):
+    """The called function did not return in time; the thread was restored regardless."""
+
+
+_libc = None
+
+
+def _ptrace(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.ptrace.restype = ctypes.c_long
+        _libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+    ctypes.set_errno(0)
+    res = _libc.ptrace(request, tid, ctypes.c_void_p(addr), ctypes.c_void_p(data))
+    if res == -1 and ctypes.get_errno():
+        err = ctypes.get_errno()
+        raise PtraceError(err, "ptrace(%d) on %d: %s" % (request, tid, os.strerror(err)))
+    return res
+
+
+def thread_ids(pid: int) -> List[int]:
+    """The process's threads, main (== pid) first."""
+    tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid) if t.isdigit())
+    return sorted(tids, key=lambda t: t != pid)
+
+
+def syscall_of(pid: int, tid: int) -> Optional[int]:
+    """The system call *tid* is blocked in, from /proc (None when running or unknown)."""
+    try:
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as fh:
+            first = fh.read().split()[:1]
+    except OSError:
+        return None
+    if not first or not first[0].lstrip("-").isdigit():
+        return None
+    nr = int(first[0])
+    return nr if nr >= 0 else None
+
+
+class Tracee:
+    """One seized thread. Use as a context manager: the thread is interrupted on entry and
+    detached on exit, whatever happened in between."""
+
+    def __init__(self, pid: int, tid: int, timeout: float = 2.0) -> None:
+        self.pid, self.tid, self.timeout = pid, tid, timeout
+        self.seized = False
+        self.saved: Optional[bytes] = None
+        self.saved_fp: Optional[bytes] = None
+        self.pending_signal = 0  # a real signal that arrived while we held the thread
+        self.stopped_at = 0.0
+        self.held_s = 0.0  # how long the thread was stopped, for the pause measurement
+
+    # lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> "Tracee":
+        _ptrace(PTRACE_SEIZE, self.tid)
+        self.seized = True
+        try:
+            _ptrace(PTRACE_INTERRUPT, self.tid)
+            sig, event = self._wait_stop(self.timeout)
+            if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP):
+                self.pending_signal = sig  # a real signal was on its way: deliver it at detach
+            self.stopped_at = time.monotonic()
+            self.saved = self._getregs()
+            self.saved_fp = self._getfpregs()
+        except BaseException:
+            self.detach()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def detach(self) -> None:
+        if not self.seized:
+            return
+        self.seized = False
+        try:
+            if self.saved is not None:
+                self._setregs(self.saved)
+                if self.saved_fp is not None:
+                    self._setfpregs(self.saved_fp)
+        finally:
+            if self.stopped_at:
+                self.held_s = time.monotonic() - self.stopped_at
+            try:
+                _ptrace(PTRACE_DETACH, self.tid, 0, self.pending_signal)
+            except PtraceError as exc:
+                if exc.errno != errno.ESRCH:  # a thread that exited needs no detaching
+                    raise
+
+    # state -------------------------------------------------------------------------------------
+    def regs(self) -> Dict[str, int]:
+        return dict(zip(REG_NAMES, struct.unpack("<27Q", self._getregs())))
+
+    @property
+    def in_syscall(self) -> Optional[int]:
+        """The interrupted system call's number when the thread was stopped inside one."""
+        regs = dict(zip(REG_NAMES, struct.unpack("<27Q", self.saved or b"\0" * 216)))
+        if regs["orig_rax"] != MASK and regs["rax"] in RESTART_CODES:
+            return regs["orig_rax"]
+        return None
+
+    def write(self, address: int, data: bytes) -> None:
+        fd = os.open("/proc/%d/mem" % self.pid, os.O_RDWR)
+        try:
+            if os.pwrite(fd, data, address) != len(data):
+                raise PtraceError(errno.EIO, "short write into PID %d" % self.pid)
+        finally:
+            os.close(fd)
+
+    # calls -------------------------------------------------------------------------------------
+    def call(self, function: int, args: Sequence[int] = (), timeout: Optional[float] = None) -> int:
+        """Run ``function(*args)`` on this thread and return its rax. The thread's registers are
+        put back afterwards, also on timeout (the call is then abandoned where it stands)."""
+        assert self.saved is not None and len(args) <= len(ARG_REGS)
+        base = dict(zip(REG_NAMES, struct.unpack("<27Q", self.saved)))
+        regs = dict(base)
+        # Below the red zone, 16-byte aligned, then the return address: 0, so that returning
+        # faults (SIGSEGV at rip 0) and hands the thread back to us.
+        sp = ((base["rsp"] - 1024) & ~0xF) - 8
+        self.write(sp, struct.pack("<Q", 0))
+        regs.update(rsp=sp, rip=function, rax=0, orig_rax=MASK)  # orig_rax -1: no syscall restart
+        for name, value in zip(ARG_REGS, args):
+            regs[name] = value & MASK
+        self._setregs(struct.pack("<27Q", *(regs[n] for n in REG_NAMES)))
+        try:
+            _ptrace(PTRACE_CONT, self.tid, 0, 0)
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            while True:
+                sig, event = self._wait_stop(deadline - time.monotonic(), interrupt=True)
+                now = self.regs()
+                if sig == signal.SIGSEGV and now["rip"] == 0:
+                    return now["rax"]
+                if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP):
+                    self.pending_signal = self.pending_signal or sig  # deliver it at detach
+                _ptrace(PTRACE_CONT, self.tid, 0, 0)
+        finally:
+            self._setregs(self.saved)
+            if self.saved_fp is not None:
+                self._setfpregs(self.saved_fp)
+
+    # ptrace plumbing ---------------------------------------------------------------------------
+    def _wait_stop(self, timeout: float, interrupt: bool = False) -> tuple:
+        """Wait for the next stop of the thread: (signal, ptrace event). On timeout with
+        *interrupt*, stop it ourselves and raise CallTimeout once it is stopped."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        delay = 0.0002
+        while True:
+            tid, status = os.waitpid(self.tid, os.WNOHANG | WALL)
+            if tid == self.tid:
+                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                    self.seized = False
+                    raise PtraceError(errno.ESRCH, "thread %d of PID %d ended" % (self.tid,
+                                                                                  self.pid))
+                if os.WIFSTOPPED(status):
+                    return os.WSTOPSIG(status), (status >> 16) & 0xFF
+            if time.monotonic() >= deadline:
+                if not interrupt:
+                    raise CallTimeout("thread %d did not stop" % self.tid)
+                _ptrace(PTRACE_INTERRUPT, self.tid)
+                self._wait_stop(1.0)
+                raise CallTimeout("the call in thread %d did not return" % self.tid)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
+
+    def _getregs(self) -> bytes:
+        buf = ctypes.create_string_buffer(27 * 8)
+        _ptrace(PTRACE_GETREGS, self.tid, 0, ctypes.addressof(buf))
+        return buf.raw
+
+    def _setregs(self, raw: bytes) -> None:
+        buf = ctypes.create_string_buffer(raw, 27 * 8)
+        _ptrace(PTRACE_SETREGS, self.tid, 0, ctypes.addressof(buf))
+
+    def _getfpregs(self) -> Optional[bytes]:
+        buf = ctypes.create_string_buffer(512)
+        try:
+            _ptrace(PTRACE_GETFPREGS, self.tid, 0, ctypes.addressof(buf))
+        except PtraceError:
+            return None
+        return buf.raw
+
+    def _setfpregs(self, raw: bytes) -> None:
+        buf = ctypes.create_string_buffer(raw, 512)
+        _ptrace(PTRACE_SETFPREGS, self.tid, 0, ctypes.addressof(buf))
