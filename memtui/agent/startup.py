@@ -112,7 +112,10 @@ def _read_profile(env: str, profiles: Union[str, bool, None], environ: Mapping[s
     if directory is None and not any(k.startswith(VAR_PREFIX) and len(k) > len(VAR_PREFIX)
                                      for k in environ):
         return None
-    from ..config import profiles as cfg  # noqa: PLC0415 - only when there is a profile
+    try:
+        from ..config import profiles as cfg  # noqa: PLC0415 - only when there is a profile
+    except ImportError as exc:  # an injected agent on Python < 3.11 has no tomllib
+        raise ProfileError("profiles need Python 3.11 or newer to read (%s)" % exc) from None
     from ..config.errors import ConfigError  # noqa: PLC0415
 
     try:

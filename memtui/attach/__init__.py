@@ -28,6 +28,10 @@ NO_PTRACE_WAYS = ("start the agent from the program instead — memtui.install()
                   "`memtui run`")
 
 
+def _no_ptrace(pid: int) -> str:
+    return NO_PTRACE_WAYS.replace("PID", str(pid))
+
+
 class AttachError(AgentError):
     """No way in, in one sentence."""
 
@@ -135,12 +139,16 @@ def plan(pid: int, inject: bool = False) -> Plan:
     if inject and problem is None:
         return Plan(pid, "inject", "CPython %s without an agent" % version, version, cpython)
     reason = dormant_problem or ("%s without an agent" % info.label if info.version else
+                                 info.label if info.implementation == "unknown" else
                                  "not a Python process")
     return Plan(pid, "external", reason, version, cpython, inject_problem=problem)
 
 
 def _inject_problem(pid: int, info: procinfo.PythonInfo) -> Optional[str]:
     """Why injecting into *pid* cannot work, as the tail of a sentence; None when it can."""
+    if info.implementation == "unknown":
+        return ("its /proc entries are closed to us (a non-dumpable process, or /proc mounted "
+                "with hidepid), so ptrace would be refused too; %s" % _no_ptrace(pid))
     if info.implementation != "cpython":
         what = info.label if info.version else "not a Python process"
         return "it is %s, and only CPython can be injected" % (
@@ -156,7 +164,7 @@ def _inject_problem(pid: int, info: procinfo.PythonInfo) -> Optional[str]:
                 % (platform.system(), platform.machine()))
     ptrace_no = procinfo.ptrace_problem(pid)
     if ptrace_no:
-        return "ptrace is not permitted: %s" % ptrace_no
+        return "ptrace is not permitted: %s; %s" % (ptrace_no, _no_ptrace(pid))
     return None
 
 
@@ -225,7 +233,7 @@ def _inject(pid: int, timeout: float) -> dict:
         if exc.errno == 1:  # EPERM
             raise AttachError("Cannot inject into PID %d: the kernel refused ptrace (EPERM: a "
                               "container without CAP_SYS_PTRACE, a seccomp profile or yama); %s."
-                              % (pid, NO_PTRACE_WAYS.replace("PID", str(pid)))) from None
+                              % (pid, _no_ptrace(pid))) from None
         if exc.errno == 3:  # ESRCH
             raise NoSuchProcess("PID %d exited during the injection." % pid) from None
         raise AttachError("Cannot inject into PID %d: %s." % (pid, exc.strerror or exc)) from None

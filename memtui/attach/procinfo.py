@@ -19,6 +19,8 @@ class PythonInfo(NamedTuple):
 
     @property
     def label(self) -> str:
+        if self.implementation == "unknown":
+            return "a process whose memory maps we may not read"
         if self.version is None:
             return "not Python"
         name = "Python" if self.implementation == "cpython" else "PyPy"
@@ -74,6 +76,9 @@ def python_info(pid: int) -> PythonInfo:
     try:
         with open("/proc/%d/maps" % pid) as fh:
             maps = fh.read()
+    except PermissionError:
+        if not exe:  # a non-dumpable process, or /proc mounted with hidepid
+            return PythonInfo(None, "unknown", "")
     except OSError:
         pass
     paths = {line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6}
@@ -94,10 +99,11 @@ def python_info(pid: int) -> PythonInfo:
     return PythonInfo(None, "", exe)
 
 
-def ptrace_problem(pid: int) -> Optional[str]:
+def ptrace_problem(pid: int, scope: Optional[int] = None,
+                   has_cap: Optional[bool] = None) -> Optional[str]:
     """Why the kernel will refuse to let us ptrace *pid*, as a clause, or None when it should
-    allow it. Covers yama's ptrace_scope, a missing CAP_SYS_PTRACE (containers), a process that
-    made itself non-dumpable and one that is already being traced."""
+    allow it. Covers yama's ptrace_scope, a missing CAP_SYS_PTRACE (containers), and a process
+    already being traced. *scope* and *has_cap* default to this machine's."""
     try:
         theirs = status(pid)
         ours = status(os.getpid())
@@ -107,8 +113,10 @@ def ptrace_problem(pid: int) -> Optional[str]:
     if tracer:
         return "it is already being traced by PID %d (%s) — a debugger, strace or py-spy" % (
             tracer, _comm(tracer))
-    has_cap = _mask_has(ours.get("CapEff", "0"), CAP_SYS_PTRACE)
-    scope = _read_int("/proc/sys/kernel/yama/ptrace_scope")
+    if has_cap is None:
+        has_cap = _mask_has(ours.get("CapEff", "0"), CAP_SYS_PTRACE)
+    if scope is None:
+        scope = _read_int("/proc/sys/kernel/yama/ptrace_scope")
     if scope == 3:
         return "the kernel forbids ptrace entirely (kernel.yama.ptrace_scope = 3)"
     if scope == 2 and not has_cap:

@@ -179,14 +179,36 @@ def pick(interval: float) -> int:
     return run_app(PickerApp(None, interval=interval))
 
 
-def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[str]) -> int:
-    """`memtui attach PID`: connect first, so that a wrong PID is one sentence and no TUI.
-    Without *profiles* the Profiles pane uses the directory of the profile the agent read."""
-    client = AgentClient(pid=pid, path=socket).connect()
+def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[str],
+           inject: bool = False, no_tui: bool = False, timeout: float = 10.0) -> int:
+    """`memtui attach PID`: get in first (memtui.attach chooses the way), so that a wrong PID
+    is one sentence and no TUI. Without *profiles* the Profiles pane uses the directory of the
+    profile the agent read."""
+    if not no_tui:
+        need_terminal("in a pipe, use `memtui attach %d --no-tui` or `memtui stats %d --follow`"
+                      % (pid, pid))
+    if socket is not None:
+        client = AgentClient(pid=pid, path=socket).connect()
+        way = None
+    else:
+        from ..attach import attach as get_in  # noqa: PLC0415
+
+        got = get_in(pid, inject=inject, timeout=timeout)
+        client, way = got.client, got
     try:
-        need_terminal("in a pipe, use `memtui stats %d --follow`" % pid)
-        app = dashboard_app(client, interval=interval, command=process_name(pid), target=str(pid),
-                        profiles=profiles)
+        if no_tui:
+            print(way.message if way is not None else "PID %d: an agent is listening (%s)."
+                  % (pid, socket))
+            if way is not None and way.way == "external":
+                from ..render import external_view  # noqa: PLC0415
+                from ._common import console  # noqa: PLC0415
+
+                console.print(external_view(client.stats()["external"]))
+            return 0
+        if way is not None:
+            sys.stderr.write("memtui: %s\n" % way.message)
+        app = dashboard_app(client, interval=interval, command=process_name(pid),
+                            target=str(pid), profiles=profiles)
         return run_app(app)
     finally:
         client.close()

@@ -1,0 +1,310 @@
+"""`memtui attach`: every way in, against real processes, through the real entry point.
+
+Injection runs against every CPython 3.9–3.13 pyenv has here (a version that is absent is
+skipped): a target asleep in a C call, one in a tight pure-Python loop, and one with several
+threads. The targets run without memtui on their path: the agent goes in by file path."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from memtui import attach as attach_mod
+from memtui import paths
+from memtui.attach import procinfo
+from tests.conftest import NOBODY, ROOT, as_nobody, needs_root, nobody_python, wait_for
+
+TARGET = ROOT / "tests" / "targets" / "attach_target.py"
+PYENV = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+INJECTABLE = ("3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def pyenv_python(minor: str) -> Optional[str]:
+    """The newest pyenv CPython X.Y here, or None."""
+    if not PYENV.is_dir():
+        return None
+    found = sorted((p for p in PYENV.iterdir() if p.name.startswith(minor + ".")
+                    and p.name[len(minor) + 1:].isdigit()),
+                   key=lambda p: int(p.name.rsplit(".", 1)[1]))
+    for p in reversed(found):
+        exe = p / "bin" / ("python" + minor)
+        if exe.exists():
+            return str(exe)
+    return None
+
+
+class Proc:
+    """A target with its stdout collected by a thread."""
+
+    def __init__(self, argv: List[str], env: Dict[str, str], preexec=None) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=preexec)
+        self.lines: List[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_for(lambda: self.lines and self.lines[0].startswith("READY"), timeout=30,
+                 message="target READY (stderr: %s)" % self.stderr_if_dead())
+        self.pid = self.proc.pid
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def stderr_if_dead(self) -> str:
+        return self.proc.stderr.read() if self.proc.poll() is not None else ""
+
+    def ticks(self) -> int:
+        return sum(1 for line in self.lines if line.startswith("tick"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        return self.proc.stderr.read()
+
+
+@pytest.fixture
+def launch(agent_env):
+    started: List[Proc] = []
+
+    def start(mode: str, python: Optional[str] = None, with_memtui: bool = False,
+              env: Optional[Dict[str, str]] = None, preexec=None) -> Proc:
+        full = dict(agent_env)
+        if not with_memtui:
+            full.pop("PYTHONPATH", None)  # memtui is not installed in the target's world
+        full.update(env or {})
+        p = Proc([python or pyenv_python("3.11") or sys.executable, str(TARGET), mode], full,
+                 preexec)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def _stats(cli, pid: int) -> dict:
+    res = cli("stats", str(pid), "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+# -- injection on every CPython here ------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["sleep", "loop", "threads"])
+@pytest.mark.parametrize("minor", INJECTABLE)
+def test_inject_into_every_cpython(minor, mode, launch, cli, runtime_dir):
+    python = pyenv_python(minor)
+    if python is None:
+        pytest.skip("no CPython %s on this machine" % minor)
+    target = launch(mode, python=python)
+    before = target.ticks()
+    res = cli("attach", str(target.pid), "--inject", "--no-tui", timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "agent started by injection" in res.stdout
+    assert ("thread route" if mode != "loop" else "pending route") in res.stdout
+    stats = _stats(cli, target.pid)
+    assert stats["process"]["rss"] > 0
+    hello = cli("ps", "--json")
+    row = [a for a in json.loads(hello.stdout)["agents"] if a["pid"] == target.pid]
+    assert row and row[0]["python"].startswith(minor + "."), row
+    # the target's own work goes on, and nothing was printed to its stderr
+    wait_for(lambda: target.ticks() >= before + 3, timeout=10, message="ticks after injection")
+    assert target.alive()
+    # injecting again is a no-op: the agent is found listening, and a forced second
+    # injection reports the running agent
+    again = cli("attach", str(target.pid), "--inject", "--no-tui")
+    assert again.returncode == 0 and "already listening" in again.stdout
+    from memtui.attach import inject
+
+    status = inject.inject(target.pid, procinfo.python_info(target.pid))
+    assert status["result"] == "already"
+    threads = [t for t in os.listdir("/proc/%d/task" % target.pid)]
+    assert target.alive() and len(threads) < 12
+    err = target.stop()
+    assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_inject_when_memtui_disabled_in_environment(launch, cli, runtime_dir):
+    target = launch("sleep", env={"MEMTUI_DISABLE": "1"})
+    res = cli("attach", str(target.pid), "--inject", "--no-tui")
+    assert res.returncode == 2
+    assert "MEMTUI_DISABLE=1" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(paths.socket_path(target.pid, runtime_dir))
+    assert target.alive()
+
+
+def test_inject_when_memtui_disabled_after_start(launch, cli, runtime_dir):
+    """Set in os.environ after start-up, so /proc shows nothing: the agent itself refuses."""
+    target = launch("disable-late")
+    res = cli("attach", str(target.pid), "--inject", "--no-tui")
+    assert res.returncode == 2
+    assert "did not start: MEMTUI_DISABLE is set" in res.stderr
+    assert target.alive()
+    before = target.ticks()
+    wait_for(lambda: target.ticks() > before, message="ticks")
+
+
+def test_python_too_old_is_refused(launch, cli):
+    python = pyenv_python("3.8")
+    if python is None:
+        pytest.skip("no CPython 3.8 here to stand for a too-old target")
+    target = launch("sleep", python=python)
+    res = cli("attach", str(target.pid), "--inject", "--no-tui")
+    assert res.returncode == 2
+    assert "runs Python 3.8 and the agent needs 3.9 or newer" in res.stderr
+    assert target.alive()
+    # without --inject it is the external view, saying what it lacks
+    ext = cli("attach", str(target.pid), "--no-tui")
+    assert ext.returncode == 0 and "external view" in ext.stdout
+
+
+# -- dormant agents -----------------------------------------------------------------------------
+def test_dormant_agent_is_woken_by_its_signal(launch, cli):
+    target = launch("install", with_memtui=True)
+    res = cli("attach", str(target.pid), "--no-tui")
+    assert res.returncode == 0, res.stderr
+    assert "woke its dormant agent with SIGUSR2" in res.stdout
+    assert _stats(cli, target.pid)["process"]["rss"] > 0
+
+
+@pytest.mark.parametrize("mode", ["install-dfl", "install-ign", "catch"])
+def test_process_not_handling_the_signal_is_never_signalled(mode, launch, cli):
+    """A marker whose handler is gone (SIG_DFL would kill it), an ignored signal, and a process
+    with its own SIGUSR2 handler but no marker (gunicorn re-execs on SIGUSR2): none is sent."""
+    target = launch(mode, with_memtui=True)
+    res = cli("attach", str(target.pid), "--no-tui")
+    assert res.returncode == 0, res.stderr
+    assert "external view" in res.stdout
+    if mode != "catch":
+        assert "no longer catches SIGUSR2" in res.stdout
+    time.sleep(0.3)
+    assert target.alive() and "SIGNALLED" not in target.lines
+
+
+def test_stale_marker_from_a_reused_pid_is_ignored(launch, runtime_dir):
+    target = launch("install", with_memtui=True)
+    path = paths.dormant_path(target.pid, runtime_dir)
+    wait_for(lambda: os.path.exists(path), message="marker")
+    with open(path) as fh:
+        marker = json.load(fh)
+    assert marker["signal"] == signal.SIGUSR2
+    os.environ["MEMTUI_RUNTIME_DIR"] = runtime_dir
+    try:
+        assert attach_mod.dormant_signal(target.pid) == (signal.SIGUSR2, None)
+        marker["start_ticks"] -= 1  # as if an earlier process with this PID had left it
+        with open(path, "w") as fh:
+            json.dump(marker, fh)
+        assert attach_mod.dormant_signal(target.pid) == (None, None)
+    finally:
+        del os.environ["MEMTUI_RUNTIME_DIR"]
+
+
+# -- not Python, gone, someone else's -----------------------------------------------------------
+def test_non_python_process_gets_the_external_view(cli):
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        res = cli("attach", str(proc.pid), "--no-tui")
+        assert res.returncode == 0, res.stderr
+        assert "not a Python process; showing the external view" in res.stdout
+        assert "RSS" in res.stdout
+        inj = cli("attach", str(proc.pid), "--inject", "--no-tui")
+        assert inj.returncode == 2
+        assert "not a Python process, and only CPython can be injected" in inj.stderr
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_dead_pid(cli):
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    for extra in ((), ("--inject",)):
+        res = cli("attach", str(proc.pid), "--no-tui", *extra)
+        assert res.returncode == 2
+        assert res.stderr.strip() == "No process with PID %d." % proc.pid
+
+
+def test_pid_1(cli):
+    res = cli("attach", "1", "--inject", "--no-tui")
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith(("Cannot inject into PID 1", "PID 1 belongs to uid"))
+
+
+@needs_root
+def test_pid_1_as_another_user():
+    """As uid 65534 (through the API: this venv's interpreter may sit in a private /root)."""
+    code = ("from memtui import attach\ntry:\n    attach.attach(1, inject=True)\n"
+            "except Exception as exc:\n    print(exc)\n")
+    res = subprocess.run([nobody_python(), "-c", code], capture_output=True, text=True,
+                         preexec_fn=as_nobody, timeout=60,
+                         env={"PYTHONPATH": str(ROOT), "MEMTUI_RUNTIME_DIR": "/tmp/mt-nobody"})
+    assert res.stdout.strip().startswith("PID 1 belongs to uid 0; run memtui as that user"), (
+        res.stdout, res.stderr)
+
+
+@needs_root
+def test_another_users_process(cli):
+    proc = subprocess.Popen(["sleep", "60"], preexec_fn=as_nobody)
+    try:
+        res = cli("attach", str(proc.pid), "--inject", "--no-tui")
+        assert res.returncode == 2
+        assert "belongs to uid %d" % NOBODY in res.stderr
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_already_traced_process_names_the_no_ptrace_ways(launch, cli):
+    from memtui.attach import ptrace
+
+    target = launch("sleep")
+    with ptrace.Tracee(target.pid, target.pid):
+        pass  # seize and let go: the kernel's own bookkeeping works
+    holder = ptrace.Tracee(target.pid, target.pid).__enter__()
+    try:
+        res = cli("attach", str(target.pid), "--inject", "--no-tui")
+    finally:
+        holder.detach()
+    assert res.returncode == 2
+    assert "already being traced by PID %d" % os.getpid() in res.stderr
+    assert "memtui.install()" in res.stderr and "memtui run" in res.stderr
+    before = target.ticks()
+    wait_for(lambda: target.ticks() > before, message="ticks after the tracer let go")
+
+
+def test_ptrace_scope_messages():
+    """yama and capabilities cannot be changed on this machine, so the branches are fed the
+    values directly (the only fake in this file)."""
+    assert "ptrace_scope = 3" in procinfo.ptrace_problem(os.getpid(), scope=3, has_cap=True)
+    assert "CAP_SYS_PTRACE" in procinfo.ptrace_problem(os.getpid(), scope=2, has_cap=False)
+    assert procinfo.ptrace_problem(os.getpid(), scope=2, has_cap=True) is None
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert procinfo.ptrace_problem(child.pid, scope=1, has_cap=False) is None  # our child
+        assert "ptrace_scope = 1" in procinfo.ptrace_problem(1, scope=1, has_cap=False)
+        assert procinfo.ptrace_problem(child.pid, scope=0, has_cap=False) is None
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_not_a_terminal_without_no_tui_injects_nothing(launch, cli, runtime_dir):
+    target = launch("sleep")
+    res = cli("attach", str(target.pid), "--inject")
+    assert res.returncode == 2 and "needs a terminal" in res.stderr
+    assert not os.path.exists(paths.socket_path(target.pid, runtime_dir))
