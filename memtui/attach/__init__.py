@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from .. import paths
 from ..client import AgentClient, find_socket, process_name, process_uid
-from ..protocol import AgentError, NoAgent, NoSuchProcess, PermissionRefused
+from ..protocol import AgentError, NoAgent, NoSuchProcess
 from . import procinfo
 
 WAYS = ("agent", "signal", "inject", "external")
@@ -224,7 +224,7 @@ def _wake(pid: int, sig: int, timeout: float) -> AgentClient:
 
 def _inject(pid: int, timeout: float) -> dict:
     from . import inject as injector  # noqa: PLC0415
-    from .ptrace import CallTimeout, PtraceError  # noqa: PLC0415
+    from .ptrace import CallFault, CallTimeout, PtraceError  # noqa: PLC0415
 
     info = procinfo.python_info(pid)
     try:
@@ -237,6 +237,9 @@ def _inject(pid: int, timeout: float) -> dict:
         if exc.errno == 3:  # ESRCH
             raise NoSuchProcess("PID %d exited during the injection." % pid) from None
         raise AttachError("Cannot inject into PID %d: %s." % (pid, exc.strerror or exc)) from None
+    except CallFault as exc:
+        raise AttachError("Injecting into PID %d failed inside the process (%s) and was undone; "
+                          "it is still running as before." % (pid, exc)) from None
     except CallTimeout:
         raise AttachError("Injecting into PID %d timed out inside the process and was undone; it "
                           "is still running as before." % pid) from None

@@ -25,7 +25,7 @@ import secrets
 import struct
 import subprocess
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .. import paths
 from . import elf, ptrace

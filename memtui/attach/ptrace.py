@@ -53,6 +53,13 @@ class PtraceError(OSError):
     """A ptrace step failed; ``errno`` says why (EPERM: not permitted, ESRCH: gone)."""
 
 
+FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+
+
+class CallFault(Exception):
+    """The called function crashed; the thread was restored and the signal withheld."""
+
+
 class CallTimeout(Exception):
     """The called function did not return in time; the thread was restored regardless."""
 
@@ -187,6 +194,11 @@ class Tracee:
                 now = self.regs()
                 if sig == signal.SIGSEGV and now["rip"] == 0:
                     return now["rax"]
+                if event == 0 and sig in FAULTS:
+                    # Our call faulted: never let the target see that signal. The registers are
+                    # put back below; the caller reports the failure.
+                    raise CallFault("the call faulted with %s at 0x%x"
+                                    % (signal.Signals(sig).name, now["rip"]))
                 if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP):
                     self.pending_signal = self.pending_signal or sig  # deliver it at detach
                 _ptrace(PTRACE_CONT, self.tid, 0, 0)

@@ -1,0 +1,52 @@
+"""The injector's safety net, on real processes: a call that faults or never returns is undone,
+the fault is never delivered, and the target carries on as if nothing happened."""
+from __future__ import annotations
+
+import platform
+import time
+
+import pytest
+
+from memtui.attach import elf, ptrace
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64 injector")
+
+
+def _ticks_go_on(target, more: int = 3) -> None:
+    before = target.ticks()
+    wait_for(lambda: target.ticks() >= before + more, timeout=10, message="ticks")
+    assert target.alive()
+
+
+def test_a_faulting_call_is_undone_and_the_signal_withheld(launch):
+    target = launch("sleep")
+    with ptrace.Tracee(target.pid, target.pid) as tracee:
+        with pytest.raises(ptrace.CallFault, match="SIGSEGV"):
+            tracee.call(0x10, ())  # jumps to an unmapped address
+        assert tracee.pending_signal == 0
+    _ticks_go_on(target)
+    assert "Traceback" not in target.stop()
+
+
+def test_a_call_that_never_returns_times_out_and_is_undone(launch):
+    target = launch("sleep")
+    pause = elf.resolve(target.pid, ["pause"], prefer=("libc",))["pause"]
+    started = time.monotonic()
+    with ptrace.Tracee(target.pid, target.pid, timeout=0.5) as tracee:
+        with pytest.raises(ptrace.CallTimeout):
+            tracee.call(pause, ())
+    assert time.monotonic() - started < 5
+    _ticks_go_on(target)
+    assert "Traceback" not in target.stop()
+
+
+def test_a_plain_call_returns_its_value_and_restores_the_thread(launch):
+    target = launch("loop")  # interrupted mid-bytecode, not in a system call
+    getpid = elf.resolve(target.pid, ["getpid"], prefer=("libc",))["getpid"]
+    with ptrace.Tracee(target.pid, target.pid) as tracee:
+        assert tracee.in_syscall is None
+        assert tracee.call(getpid, ()) == target.pid
+        assert tracee.call(getpid, ()) == target.pid
+    _ticks_go_on(target)
+    assert "Traceback" not in target.stop()
