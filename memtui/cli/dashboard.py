@@ -185,8 +185,7 @@ def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[
     is one sentence and no TUI. Without *profiles* the Profiles pane uses the directory of the
     profile the agent read."""
     if not no_tui:
-        need_terminal("in a pipe, use `memtui attach %d --no-tui` or `memtui stats %d --follow`"
-                      % (pid, pid))
+        need_terminal("in a pipe, use `memtui attach %d --no-tui`" % pid)
     if socket is not None:
         client = AgentClient(pid=pid, path=socket).connect()
         way = None

@@ -150,7 +150,7 @@ def test_attach_with_stdout_redirected_is_one_sentence_not_a_screen(tmux, start_
     assert tmux.status() == 2
     lines = [ln for ln in tmux.screen().splitlines() if ln.strip()]
     assert lines == ["The dashboard needs a terminal (stdin, stdout and stderr); in a pipe, use "
-                     "`memtui stats %d --follow`." % target.pid]
+                     "`memtui attach %d --no-tui`." % target.pid]
 
 
 def test_sigterm_closes_the_dashboard_with_128_plus_15(tmux, start_target):
