@@ -8,7 +8,8 @@ import os
 import sys
 import time
 
-NAMES = ["overhead", "latency", "startup", "memory", "components", "config_cli", "heap", "dashboard"]
+NAMES = ["overhead", "latency", "startup", "memory", "components", "config_cli", "heap", "dashboard",
+         "attach"]
 
 
 def main(argv=None) -> int:
