@@ -112,7 +112,8 @@ def no_agent_message(pid: int) -> str:
         return ("PID %d (%s) has no reachable memtui agent: its runtime directory is refused (%s)."
                 % (pid, process_name(pid), problem))
     return ("PID %d (%s) has no memtui agent; start one with memtui.start(), memtui.install() + "
-            "SIGUSR2, or `memtui run`." % (pid, process_name(pid)))
+            "SIGUSR2, or `memtui run`, or see it from outside with `memtui stats %d --external`."
+            % (pid, process_name(pid), pid))
 
 
 def check_socket_file(path: str) -> None:

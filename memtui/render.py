@@ -247,6 +247,127 @@ def heap_top_table(result: Mapping[str, Any]) -> Table:
     return table
 
 
+# the external view (memtui.attach.external: figures of a process without an agent) -------------
+MAPPING_LABELS = {"heap": "heap", "anon": "anonymous", "stack": "stacks", "files": "files",
+                  "other": "other"}
+MAPPING_COLUMNS = ("count", "size", "rss", "pss", "swap", "private")
+NARROW_MAPPING_COLUMNS = ("count", "rss", "private")  # for an 80-column dashboard
+TOP_CHILDREN = 5
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def external_banner(fig: Mapping[str, Any]) -> Text:
+    """What an external view lacks and how to get it (memtui.attach.external.missing_text)."""
+    from .attach.external import missing_text  # noqa: PLC0415 - psutil-free, loads nothing
+
+    return Text(missing_text(int(fig.get("pid") or 0), fig.get("python")), style="yellow")
+
+
+def external_header(fig: Mapping[str, Any]) -> Text:
+    """``PID 123  command  Python 3.11  user root  up 3m02s`` (no agent: no env, no version)."""
+    text = Text()
+    text.append("PID %s" % fig.get("pid", "?"), style="bold")
+    command = str(fig.get("command") or "")
+    if command:
+        text.append("  " + (command if len(command) <= 40 else command[:39] + "…"), style="cyan")
+    python = fig.get("python")
+    if python:
+        text.append("  Python %s" % python)
+    else:
+        text.append("  Python ?" if "python" in (fig.get("unavailable") or {}) else
+                    "  no Python found")
+    if fig.get("username"):
+        text.append("  user %s" % fig["username"])
+    started, now = fig.get("create_time"), fig.get("time")
+    if isinstance(started, (int, float)) and isinstance(now, (int, float)):
+        text.append("  up %s" % fmt_duration(now - started))
+    return text
+
+
+def external_process_rows(fig: Mapping[str, Any]) -> List[Sequence[str]]:
+    p = fig.get("process") or {}
+    children = p.get("children")
+    kids = _count(children)
+    if children:
+        kids += " (%s)" % fmt_bytes(p.get("children_rss"))
+    return [("RSS", fmt_bytes(p.get("rss"))), ("RSS peak", fmt_bytes(p.get("rss_peak"))),
+            ("USS", fmt_bytes(p.get("uss"))), ("PSS", fmt_bytes(p.get("pss"))),
+            ("VMS", fmt_bytes(p.get("vms"))), ("swap", fmt_bytes(p.get("swap"))),
+            ("threads", _count(p.get("threads"))), ("fds", _count(p.get("fds"))),
+            ("children", kids)]
+
+
+def external_process_table(fig: Mapping[str, Any], title: Optional[str] = "Process") -> Table:
+    return _kv_table(title or "", external_process_rows(fig))
+
+
+def mappings_table(fig: Mapping[str, Any], columns: Sequence[str] = MAPPING_COLUMNS,
+                   title: Optional[str] = "Mappings") -> RenderableType:
+    """One row per class of mapping (heap, anonymous, stacks, files, other) and their total;
+    the reason instead when /proc/PID/smaps could not be read."""
+    maps = fig.get("mappings")
+    if not isinstance(maps, Mapping):
+        why = (fig.get("unavailable") or {}).get("mappings") or "not read"
+        return Text("Mappings: %s." % why, style="dim")
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1),
+                  show_footer=True)
+    table.add_column("mappings", "total", style="bold", footer_style="bold", no_wrap=True,
+                     min_width=9)
+    totals = {c: sum(int((m or {}).get(c) or 0) for m in maps.values()) for c in columns}
+    for c in columns:
+        table.add_column(c, str(totals[c]) if c == "count" else fmt_bytes(totals[c]),
+                         justify="right", no_wrap=True)
+    for name, label in MAPPING_LABELS.items():
+        m = maps.get(name) or {}
+        table.add_row(label, *(_count(m.get(c)) if c == "count" else fmt_bytes(m.get(c))
+                               for c in columns))
+    return table
+
+
+def children_table(fig: Mapping[str, Any], limit: int = TOP_CHILDREN) -> Optional[Table]:
+    """The largest children (recursive) by RSS, or None without children."""
+    children = list(fig.get("children") or ())[:limit]
+    if not children:
+        return None
+    total = (fig.get("process") or {}).get("children") or len(children)
+    table = Table(title="Children (%d, largest first)" % total, title_justify="left",
+                  box=None, padding=(0, 1))
+    table.add_column("pid", justify="right", no_wrap=True, min_width=MIN_WIDTH["pid"])
+    table.add_column("rss", justify="right", no_wrap=True, min_width=MIN_WIDTH["rss"])
+    table.add_column("command", ratio=1)
+    for child in children:
+        table.add_row(str(child.get("pid")), fmt_bytes(child.get("rss")),
+                      _one_line(child.get("command")))
+    return table
+
+
+def unavailable_text(fig: Mapping[str, Any]) -> Optional[Text]:
+    """``uss, pss, swap: permission denied reading …`` — one line per reason, or None."""
+    by_reason: dict = {}
+    for field, why in (fig.get("unavailable") or {}).items():
+        by_reason.setdefault(str(why), []).append(str(field))
+    if not by_reason:
+        return None
+    return Text("\n".join("%s: %s." % (", ".join(fields), why)
+                          for why, fields in by_reason.items()), style="dim")
+
+
+def external_view(fig: Mapping[str, Any]) -> RenderableType:
+    """`memtui stats PID --external`: the banner, who it is, then process figures, mappings by
+    class and the largest children, and what could not be read."""
+    parts: List[RenderableType] = [external_banner(fig), external_header(fig),
+                                   external_process_table(fig)]
+    if isinstance(fig.get("mappings"), Mapping):  # else the unavailable lines say why
+        parts.append(mappings_table(fig))
+    for part in (children_table(fig), unavailable_text(fig)):
+        if part is not None:
+            parts.append(part)
+    return Group(*parts)
+
+
 def live_loop(frame: Callable[[], Optional[RenderableType]], interval: float,
               console: Optional[Console] = None, stop: Optional[threading.Event] = None) -> None:
     """Redraw ``frame()`` every *interval* seconds until it returns None or *stop* is set.
@@ -269,6 +390,7 @@ def live_loop(frame: Callable[[], Optional[RenderableType]], interval: float,
             live.console.line()  # Live ends a non-terminal's final frame without a newline
 
 
-__all__ = ["components_table", "fmt_bytes", "fmt_duration", "fmt_ms", "fmt_pct", "gc_text",
-           "heap_table", "heap_top_table", "live_loop", "process_table", "ps_tables",
-           "stats_view"]
+__all__ = ["children_table", "components_table", "external_banner", "external_header",
+           "external_process_table", "external_view", "fmt_bytes", "fmt_duration", "fmt_ms",
+           "fmt_pct", "gc_text", "heap_table", "heap_top_table", "live_loop", "mappings_table",
+           "process_table", "ps_tables", "stats_view", "unavailable_text"]

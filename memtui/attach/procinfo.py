@@ -9,7 +9,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 CAP_SYS_PTRACE = 19
 _LIBPY = re.compile(r"lib(python|pypy)(\d)\.?(\d+)?")
 _EXE = re.compile(r"^(python|pypy)(\d)\.(\d+)")
-_DYNLOAD = re.compile(r"/(python|pypy)(\d)\.(\d+)/")
+_DYNLOAD = re.compile(r"/(python|pypy)(\d)\.(\d+)/|\.(cpython)-(\d)(\d+)")
 
 
 class PythonInfo(NamedTuple):
@@ -94,8 +94,9 @@ def python_info(pid: int) -> PythonInfo:
     for path in sorted(paths):
         m = _DYNLOAD.search(path)
         if m:
-            return PythonInfo((int(m.group(2)), int(m.group(3))),
-                              "pypy" if m.group(1) == "pypy" else "cpython", exe)
+            kind, major, minor = m.group(1, 2, 3) if m.group(1) else m.group(4, 5, 6)
+            return PythonInfo((int(major), int(minor)), "pypy" if kind == "pypy" else "cpython",
+                              exe)
     return PythonInfo(None, "", exe)
 
 

@@ -82,10 +82,20 @@ def _picker(ctx: typer.Context) -> None:
 
 
 @app.command()
-def attach(pid: int = PidArg, socket: Optional[str] = SocketOpt, interval: float = IntervalOpt,
+def attach(pid: int = typer.Argument(..., min=1, help="PID of any running process."),
+           inject: bool = typer.Option(False, "--inject", help="If PID is CPython 3.9+ without "
+                                       "an agent, start one in it (ptrace, or sys.remote_exec "
+                                       "on 3.14+)."),
+           no_tui: bool = typer.Option(False, "--no-tui", help="Get in, say how, and exit "
+                                       "(the agent stays on)."),
+           timeout: float = typer.Option(10.0, "--timeout", min=0.5, max=300.0,
+                                         help="Seconds to wait for a woken or injected agent."),
+           socket: Optional[str] = SocketOpt, interval: float = IntervalOpt,
            profiles: Optional[str] = ProfilesOpt) -> None:
-    """Open the dashboard on PID's agent (q quits, ? lists the keys)."""
-    raise typer.Exit(dashboard.attach(pid, socket, interval, _profiles_dir(profiles)))
+    """Open the dashboard on PID, getting in the safest way there is: its agent, a dormant
+    agent woken by its signal, an injected agent (--inject), or the external view."""
+    raise typer.Exit(dashboard.attach(pid, socket, interval, _profiles_dir(profiles),
+                                      inject=inject, no_tui=no_tui, timeout=timeout))
 
 
 # stats / gc / trace --------------------------------------------------------------------------
@@ -93,25 +103,41 @@ def attach(pid: int = PidArg, socket: Optional[str] = SocketOpt, interval: float
 def stats(pid: int = PidArg, socket: Optional[str] = SocketOpt, json_: bool = JsonOpt,
           follow: bool = typer.Option(False, "--follow", "-f", help="Repeat until Ctrl-C."),
           interval: float = typer.Option(1.0, "--interval", min=0.05,
-                                         help="Seconds between polls with --follow.")) -> None:
-    """Process memory, heap and component stats of one agent."""
-    with _connect(pid, socket) as client:
+                                         help="Seconds between polls with --follow."),
+          external: bool = typer.Option(False, "--external",
+                                        help="Read PID from outside instead (any process, "
+                                             "Python or not, no agent needed): memory, "
+                                             "threads, fds, children, mappings.")) -> None:
+    """Process memory, heap and component stats of one agent (--external: of any process)."""
+    if external:
+        if socket is not None:
+            raise UsageFailure("--socket names an agent's socket; --external reads the process "
+                               "without one, so use one or the other.")
+        from ..attach.external import ExternalClient  # noqa: PLC0415 - loads psutil
+
+        client: Any = ExternalClient(pid).connect()
+        read: Any = lambda: client.stats()["external"]  # noqa: E731
+        view: Any = render.external_view
+    else:
+        client = _connect(pid, socket)
         command = process_name(pid)
+        read = client.stats
+        view = lambda result: render.stats_view(result, client.info, command)  # noqa: E731
+    with client:
         if not follow:
-            result = client.stats()
+            result = read()
             if json_:
                 print_json(result)
             else:
-                console.print(render.stats_view(result, client.info, command))
+                console.print(view(result))
             return
         try:
             if json_:
                 while True:
-                    print_json(client.stats())
+                    print_json(read())
                     time.sleep(interval)
             else:
-                render.live_loop(lambda: render.stats_view(client.stats(), client.info, command),
-                                 interval, console)
+                render.live_loop(lambda: view(read()), interval, console)
         except KeyboardInterrupt:
             return
 

@@ -184,11 +184,17 @@ def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[
     """`memtui attach PID`: get in first (memtui.attach chooses the way), so that a wrong PID
     is one sentence and no TUI. Without *profiles* the Profiles pane uses the directory of the
     profile the agent read."""
-    if not no_tui:
+    if not no_tui and socket is None:
+        from ..attach import plan  # noqa: PLC0415
+
+        plan(pid, inject=inject)  # a wrong PID, another user's: one sentence before all else
         need_terminal("in a pipe, use `memtui attach %d --no-tui`" % pid)
     if socket is not None:
         client = AgentClient(pid=pid, path=socket).connect()
         way = None
+        if not no_tui and not is_terminal():
+            client.close()
+            need_terminal("in a pipe, use `memtui stats %d --follow`" % pid)
     else:
         from ..attach import attach as get_in  # noqa: PLC0415
 

@@ -17,12 +17,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from ..attach.external import how_to_get_agent, missing_text
 from ..config.errors import ConfigError
 from ..protocol import AgentError, sentence
 from .feed import Feed, clamp_interval
 from .messages import ConnectionChanged, SampleReady
 from .model import Connection, Sample
-from .panes.base import Pane
+from .panes.base import NoAgentLine, Pane
 from .panes.components import CachesPane, PoolsPane, WorkersPane
 from .panes.events import EventsPane
 from .panes.heap import HeapPane
@@ -38,6 +39,11 @@ RATES = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 class ConnectionBanner(Static):
     """Shown while the agent is unreachable: what happened and when we try again."""
+
+
+class ExternalBanner(Static):
+    """Shown all along the external view (a process without an agent): what is missing from
+    it and how to get an agent."""
 
 
 class MemtuiApp(App):
@@ -77,11 +83,13 @@ class MemtuiApp(App):
         self._action_done: Dict[Worker, Tuple[Optional[Callable[[Any], None]],
                                               Optional[Callable[[str], None]]]] = {}
         self.first_sample_at: Optional[float] = None  # monotonic, for the attach benchmark
+        self.external: Optional[str] = None  # the external view's banner while it is shown
 
     # layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusHeader(id="header")
         yield ConnectionBanner(id="banner")
+        yield ExternalBanner(id="external-banner")
         with TabbedContent(id="tabs"):
             for pane in PANES:
                 with TabPane("%s %s" % (pane.KEY, pane.TITLE), id="tab-" + pane.PANE_ID):
@@ -90,6 +98,7 @@ class MemtuiApp(App):
 
     def on_mount(self) -> None:
         self.query_one("#banner").display = False
+        self.query_one("#external-banner").display = False
         self._draw_header()
         if self.client is not None:
             self.attach(self.client)
@@ -128,10 +137,11 @@ class MemtuiApp(App):
         if self.first_sample_at is None:
             self.first_sample_at = time.monotonic()
         self.last_sample = message.sample
+        self._set_external(message.sample)
         self._draw_header()
         pane = self.active_pane
         if pane is not None:
-            pane.show(message.sample)
+            self._show(pane, message.sample)
         shown = getattr(self.screen, "show", None)  # a detail view over the panes
         if callable(shown):
             shown(message.sample)
@@ -152,6 +162,30 @@ class MemtuiApp(App):
         for pane in self.query(Pane):
             pane.on_connection(live)
         self._draw_header()
+
+    def _set_external(self, sample: Sample) -> None:
+        """Enter or leave the external view as the client is (or stops being) an
+        ExternalClient: the banner, and the agent-only panes' one line."""
+        info = sample.info
+        text = line = None
+        if info.get("mode") == "external":
+            pid = sample.pid or 0
+            python = (info.get("python") or {}).get("version")
+            text = missing_text(pid, python)
+            line = "No agent in PID %d — %s." % (pid, how_to_get_agent(pid, python))
+        if text == self.external:
+            return
+        self.external = text
+        banner = self.query_one("#external-banner", ExternalBanner)
+        banner.display = text is not None
+        banner.update(text or "")
+        for pane in self.query(Pane):
+            pane.set_external(line)
+
+    @staticmethod
+    def _show(pane: Pane, sample: Sample) -> None:
+        if not (pane.external and pane.NEEDS_AGENT):  # else it shows only its NoAgentLine
+            pane.show(sample)
 
     def _draw_header(self) -> None:
         command = self.command
@@ -183,11 +217,16 @@ class MemtuiApp(App):
                 self.feed.poll_now()  # show them now, not at the next tick
             self.feed.want_recommendations = wanted
         if pane is not None and self.last_sample is not None:
-            pane.show(self.last_sample)
+            self._show(pane, self.last_sample)
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#tabs", TabbedContent).active = "tab-" + pane_id
-        self.pane(pane_id).focus_default()
+        pane = self.pane(pane_id)
+        line = pane.query(NoAgentLine)
+        if line:  # the external view: the pane's keys answer from its line
+            line.first().focus()
+        else:
+            pane.focus_default()
 
     # global actions -------------------------------------------------------------------------
     def action_toggle_pause(self) -> None:

@@ -149,7 +149,8 @@ class Feed:
             self._events = (self._events + new)[-EVENTS_CAPACITY:]
         self._events_seq = int(ev.get("last_seq") or self._events_seq)
         now = time.monotonic()
-        if self.want_recommendations and self._tuner_ok and \
+        agent = info.get("mode") != "external"  # an external view has no tuner, no snapshots
+        if agent and self.want_recommendations and self._tuner_ok and \
                 now - self._recs_at >= self.tuner_every:
             self._recs_at = now
             try:
@@ -160,7 +161,7 @@ class Feed:
                 else:
                     raise
         status = None
-        if self.want_snapshot_status:
+        if self.want_snapshot_status and agent:
             status = freeze(client.snapshot_status())
         self._seq += 1
         return Sample(seq=self._seq, received=self.clock(),

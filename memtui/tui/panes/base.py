@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from textual.containers import Container
+from textual.widgets import Static
 
 from ..model import Sample
 
 if TYPE_CHECKING:
     from ..app import MemtuiApp
+
+
+class NoAgentLine(Static, can_focus=True):
+    """What an agent-only pane shows in the external view: no agent, and how to get one.
+    Focusable, so that the pane's keys still answer (with the same sentence) from it."""
 
 
 class Pane(Container):
@@ -21,6 +27,9 @@ class Pane(Container):
     # The tuner's recommendations cost the target a pass over its history: the feed asks for
     # them only while a pane that shows them is open.
     WANTS_RECOMMENDATIONS: ClassVar[bool] = False
+    # Whether everything it shows comes from an agent: in the external view (a process without
+    # one) such a pane shows only a NoAgentLine, and is not handed samples.
+    NEEDS_AGENT: ClassVar[bool] = True
 
     @property
     def dash(self) -> "MemtuiApp":
@@ -35,6 +44,24 @@ class Pane(Container):
 
     def on_connection(self, live: bool) -> None:
         """The agent went away (live=False) or came back."""
+
+    def set_external(self, line: Optional[str]) -> None:
+        """Enter the external view (*line*: why the pane is empty and how to get an agent) or
+        leave it (None). An agent-only pane shows only the line meanwhile."""
+        self.set_class(line is not None, "-external")
+        if not self.NEEDS_AGENT:
+            return
+        found = self.query(NoAgentLine)
+        if line is None:
+            found.remove()
+        elif found:
+            found.first().update(line)
+        else:  # docked over the whole pane (app.tcss): the pane's own widgets get no room
+            self.mount(NoAgentLine(line))
+
+    @property
+    def external(self) -> bool:
+        return self.has_class("-external")
 
     def focus_default(self) -> None:
         """Put the focus where this pane's keys work (its main table, say)."""

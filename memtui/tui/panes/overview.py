@@ -1,15 +1,19 @@
 """Overview: RSS and traced-heap graphs over the recorded history, GC, open alerts and the
-components holding the most memory."""
+components holding the most memory — or, in the external view (no agent), the RSS graph over
+the readings so far and what /proc tells: process figures, mappings by class, children."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from ...render import fmt_bytes, fmt_duration, fmt_ms
+from ...render import (MAPPING_COLUMNS, NARROW_MAPPING_COLUMNS, children_table,
+                       external_process_table, fmt_bytes, fmt_duration, fmt_ms, mappings_table,
+                       unavailable_text)
 from ..model import Sample, component_bytes
 from ..widgets.graph import Graph
 from ..widgets.keyed_table import KeyedTable, cell
@@ -18,6 +22,7 @@ from .base import Pane
 SEVERITY_STYLE = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan",
                   "debug": "dim"}
 TOP_COMPONENTS = 8
+WIDE_MAPPINGS = 70  # the mappings box width from which every mappings column is shown
 
 
 def gc_text(stats: Mapping[str, Any]) -> Text:
@@ -66,6 +71,7 @@ class OverviewPane(Pane):
     PANE_ID = "overview"
     TITLE = "Overview"
     KEY = "1"
+    NEEDS_AGENT = False  # the external view has figures for it too
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="overview-graphs"):
@@ -75,9 +81,14 @@ class OverviewPane(Pane):
         with Horizontal(id="overview-lower"):
             yield Static(id="overview-alerts")
             yield KeyedTable(id="overview-top")
+        with Horizontal(id="overview-external"):  # shown instead in the external view
+            yield Static(id="external-process")
+            yield Static(id="external-maps")
 
     def on_mount(self) -> None:
         self.query_one("#overview-alerts").border_title = "Alerts"
+        self.query_one("#external-process").border_title = "Process (from /proc)"
+        self.query_one("#external-maps").border_title = "Mappings"
         top = self.query_one("#overview-top", KeyedTable)
         top.border_title = "Top components by memory"
         top.set_columns([("component", "name"), ("kind", "kind"), ("bytes", "bytes"),
@@ -85,6 +96,9 @@ class OverviewPane(Pane):
         top.sort_by = "bytes"
 
     def show(self, sample: Sample) -> None:
+        if self.external:
+            self._show_external(sample)
+            return
         stats = sample.stats
         rss = self.query_one("#graph-rss", Graph)
         rss.series = sample.history.numbers("rss")
@@ -113,3 +127,24 @@ class OverviewPane(Pane):
             rows[name] = (name, kinds.get(name, ""), cell(fmt_bytes(nbytes), nbytes),
                           cell("-" if share is None else "%.1f%%" % share, share))
         self.query_one("#overview-top", KeyedTable).sync(rows)
+
+    def _show_external(self, sample: Sample) -> None:
+        fig = sample.stats.get("external") or {}
+        p = fig.get("process") or {}
+        rss = self.query_one("#graph-rss", Graph)
+        rss.series = sample.history.numbers("rss")
+        rss.caption = "peak %s" % fmt_bytes(p.get("rss_peak")) if p.get("rss_peak") else ""
+        process = self.query_one("#external-process", Static)
+        parts = [external_process_table(fig, title=None)]
+        unavailable = unavailable_text(fig)
+        if unavailable is not None:
+            parts.append(unavailable)
+        process.update(Group(*parts))
+        maps = self.query_one("#external-maps", Static)
+        wide = maps.size.width >= WIDE_MAPPINGS
+        parts = [mappings_table(fig, MAPPING_COLUMNS if wide else NARROW_MAPPING_COLUMNS,
+                                title=None)]
+        children = children_table(fig, limit=8) if wide else None  # else: a count in Process
+        if children is not None:
+            parts.append(children)
+        maps.update(Group(*parts))
