@@ -19,6 +19,7 @@ from memtui.attach.external import (CLASSES, HISTORY_FIELDS, ExternalClient, fig
 from memtui.protocol import NoAgent, NoSuchProcess
 
 from conftest import as_nobody, needs_root, run_in_fork, wait_for
+from tests.test_cli import one_sentence
 
 PY = "%d.%d" % sys.version_info[:2]
 MiB = 1024 * 1024
@@ -149,6 +150,8 @@ def test_mapping_classes(path, cls):
 @needs_root
 def test_another_users_process_gives_what_it_can_and_says_why():
     """uid 65534 looking at us (root): statm, status and stat are public; smaps and fd are not."""
+    import psutil  # noqa: F401 - loaded before the fork: uid 65534 cannot read this venv
+
     target = os.getpid()
 
     def child():
@@ -295,12 +298,6 @@ def test_slow_parts_are_read_again_only_when_due(sleeper, monkeypatch):
 
 
 # the CLI ---------------------------------------------------------------------------------------
-def one_sentence(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def test_cli_external_view_of_a_process_that_is_not_python(cli, sleeper):

@@ -4,10 +4,8 @@ real process, and layout snapshots from recorded figures (tests/tui/data/externa
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
-import time
 from typing import Any, Dict, Optional
 
 import pytest
@@ -188,14 +186,8 @@ SIZES = [(80, 24), (120, 40)]
 
 
 @pytest.fixture
-def fixed_world(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    for key in [k for k in os.environ if k.startswith("MEMTUI")]:
-        monkeypatch.delenv(key)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def fixed_world(no_memtui_env):
+    """UTC (the conftest's) and none of the developer's MEMTUI* settings."""
 
 
 def _then(keys):

@@ -3,8 +3,6 @@ recorded fake agent, a frozen clock, UTC and a fixed copy of the profiles, so th
 what the screen shows is a reviewed change (`pytest --snapshot-update`, then look at the SVGs)."""
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -19,14 +17,8 @@ SIZES = [(80, 24), (120, 40)]
 
 
 @pytest.fixture(autouse=True)
-def fixed_world(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    for key in [k for k in os.environ if k.startswith("MEMTUI")]:
-        monkeypatch.delenv(key)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def fixed_world(no_memtui_env):
+    """UTC (the conftest's) and none of the developer's MEMTUI* settings."""
 
 
 def _app():
