@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import stat
 from typing import Any, Dict, List, Optional
 
@@ -88,5 +89,18 @@ def scan() -> Dict[str, List[Dict[str, Any]]]:
         if row is not None:
             agents.append(row)
         else:
+            proc["dormant"] = _dormant(proc["pid"])
             others.append(proc)
     return {"agents": agents, "others": others, "cleaned": cleaned}
+
+
+def _dormant(pid: int) -> Optional[str]:
+    """The signal name a dormant agent (memtui.install()) in *pid* waits for, else None. Cheap:
+    a small marker file and /proc/PID/status; nothing is sent."""
+    from .attach import dormant_signal  # noqa: PLC0415
+
+    try:
+        sig = dormant_signal(pid)[0]
+    except (OSError, ValueError, AgentError):  # gone meanwhile, or not ours to read
+        return None
+    return signal.Signals(sig).name if sig is not None else None

@@ -217,8 +217,12 @@ def ps_tables(agents: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str,
         other.add_column("pid", justify="right", no_wrap=True, min_width=MIN_WIDTH["pid"])
         other.add_column("command")
         other.add_column("rss", justify="right", no_wrap=True, min_width=MIN_WIDTH["rss"])
+        other.add_column("agent", no_wrap=True)
         for o in others:
-            other.add_row(str(o["pid"]), _one_line(o.get("command")), fmt_bytes(o.get("rss")))
+            state = Text("dormant (%s)" % o["dormant"], style="yellow") if o.get("dormant") \
+                else Text("none", style="dim")
+            other.add_row(str(o["pid"]), _one_line(o.get("command")), fmt_bytes(o.get("rss")),
+                          state)
         parts.append(other)
     return Group(*parts)
 

@@ -232,3 +232,18 @@ def test_not_a_terminal_without_no_tui_injects_nothing(launch, cli, runtime_dir)
     res = cli("attach", str(target.pid), "--inject")
     assert res.returncode == 2 and "needs a terminal" in res.stderr
     assert not os.path.exists(paths.socket_path(target.pid, runtime_dir))
+
+
+def test_ps_marks_dormant_agents_and_sends_nothing(launch, cli):
+    target = launch("install", with_memtui=True)
+    res = cli("ps", "--json")
+    row = [o for o in json.loads(res.stdout)["others"] if o["pid"] == target.pid]
+    assert row and row[0]["dormant"] == "SIGUSR2"
+    text = cli("ps")
+    assert "dormant (SIGUSR2)" in text.stdout
+    assert not _stats_or_none(cli, target.pid)  # still asleep: ps woke nothing
+
+
+def _stats_or_none(cli, pid: int):
+    res = cli("stats", str(pid), "--json")
+    return json.loads(res.stdout) if res.returncode == 0 else None

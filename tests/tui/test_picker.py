@@ -15,7 +15,7 @@ from memtui.attach import plan
 from memtui.client import AgentClient, find_socket
 from memtui.tui.app import MemtuiApp
 from memtui.tui.screens.picker import InjectScreen, PickerApp, PickerScreen, choices
-from memtui.tui.screens.picker import scan as picker_scan
+from memtui.discovery import scan as picker_scan
 from memtui.tui.widgets.keyed_table import KeyedTable
 
 from .pilot import run, screen_text, wait_for

@@ -56,18 +56,6 @@ class Picked:
     message: str = ""  # memtui.attach's sentence on how it got in ("" for a plain connect)
 
 
-def scan() -> Dict[str, Any]:
-    """discovery.scan(), each process without an agent marked ``dormant`` when memtui.install()
-    left one there. Cheap: a small marker file and /proc/PID/status per process, no signal."""
-    found = discovery.scan()
-    for other in found.get("others") or ():
-        try:
-            other["dormant"] = attaching.dormant_signal(int(other["pid"]))[0] is not None
-        except (OSError, ValueError, AgentError):  # gone meanwhile, or not ours to read
-            other["dormant"] = False
-    return found
-
-
 def choices(found: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Tuple[Choice, Tuple]]:
     """A scan's result as picker rows: key -> (choice, cells). Agents sort first, each group by
     PID (the pid cell sorts by group, then PID)."""
@@ -156,7 +144,7 @@ class PickerScreen(ModalScreen):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, scan: Callable[[], Mapping[str, Any]] = scan,
+    def __init__(self, scan: Callable[[], Mapping[str, Any]] = discovery.scan,
                  connect: Callable[[Choice], Any] = connect_agent,
                  clock: Callable[[], float] = time.time,
                  plan: Callable[[int], attaching.Plan] = attaching.plan,
