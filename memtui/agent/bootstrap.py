@@ -52,20 +52,28 @@ def injected() -> dict:
     from memtui.agent import lifecycle, startup  # noqa: PLC0415
     from memtui.agent.core import disabled  # noqa: PLC0415
 
-    agent = lifecycle.current()
-    if agent is not None:
-        return {"result": "already", "socket": agent.socket_path}
-    try:
-        plan = startup.plan(strict=False)
-        agent = lifecycle.start_planned(plan)
-    except Exception as exc:  # bad MEMTUI_AGENT_OPTIONS in the target, say
-        return {"result": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
+    with lifecycle._LOCK:  # two injections at once: one starts it, the other finds it
+        agent = lifecycle.current()
+        if agent is not None:
+            return _serving({"result": "already"}, agent)
+        try:
+            plan = lifecycle.installed_plan() or startup.plan(strict=False)
+            agent = lifecycle.start_planned(plan)
+        except Exception as exc:  # bad MEMTUI_AGENT_OPTIONS in the target, say
+            return {"result": "error", "error": "%s: %s" % (type(exc).__name__, exc)}
     if agent is None:
         why = "MEMTUI_DISABLE is set" if disabled() else \
             "its profile says profiler.enabled = false"
         return {"result": "off", "error": why}
     agent.events.emit("agent", "info", "agent started by injection")
-    if agent.socket_path is None:
-        return {"result": "error", "error": "the agent started but is not serving (see its "
-                                            "warning on the process's stderr)"}
-    return {"result": "started", "socket": agent.socket_path, "note": plan.note or ""}
+    return _serving({"result": "started", "note": plan.note or ""}, agent)
+
+
+def _serving(result: dict, agent) -> dict:
+    """*result* with the agent's socket, or why it does not serve."""
+    if agent.socket_path is not None:
+        result["socket"] = agent.socket_path
+    else:
+        errors = [e for e in agent.errors if e[1] == "server"]
+        result["error"] = errors[-1][2] if errors else "see its warning on the process's stderr"
+    return result

@@ -190,13 +190,17 @@ def install(signal: Any = None, force: bool = False, env: Optional[str] = None,
 
 def _write_dormant_marker(opts: AgentOptions, sig: int) -> None:
     """Tell `memtui attach` that this PID wakes its agent on *sig*: RUNTIME/PID.dormant, 0600,
-    written whole (temp + rename). The attacher still checks the process really catches the
-    signal before sending it; without the marker it never sends one. Best effort."""
+    written whole (temp + rename), naming this process by start time and executable (an exec()
+    keeps the PID and the start time, not the program). The attacher still checks the process
+    really catches the signal before sending it; without the marker it never sends one."""
     try:
-        directory = paths.ensure_private_dir(opts.runtime_dir or paths.runtime_dir())
+        # Always where `memtui attach` looks (not a runtime_dir= of install()'s own).
+        directory = paths.ensure_private_dir(paths.runtime_dir())
         path = paths.dormant_path(os.getpid(), directory)
+        exe = os.stat("/proc/self/exe") if os.path.exists("/proc/self/exe") else None
         body = json.dumps({"pid": os.getpid(), "signal": int(sig),
-                           "start_ticks": paths.start_ticks(os.getpid())})
+                           "start_ticks": paths.start_ticks(os.getpid()),
+                           "exe": [exe.st_dev, exe.st_ino] if exe else None})
         tmp = "%s.%d.tmp" % (path, os.getpid())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -238,6 +242,12 @@ def _activate() -> None:
         pass
     finally:
         _INSTALLED["activating"] = False
+
+
+def installed_plan() -> Optional[startup.Plan]:
+    """The plan install() resolved, if it was called: an agent started another way (by
+    injection) uses it, so install()'s options and profile still apply."""
+    return _INSTALLED.get("plan")
 
 
 def installed_signal() -> Optional[int]:

@@ -100,6 +100,8 @@ def dormant_signal(pid: int) -> tuple:
             continue
         if marker.get("start_ticks") != paths.start_ticks(pid):
             continue  # left by an earlier process with the same PID
+        if not _same_program(pid, marker.get("exe")):
+            continue  # the process exec()ed another program since (same PID, same start)
         sig = marker.get("signal")
         if not isinstance(sig, int):
             continue
@@ -108,11 +110,20 @@ def dormant_signal(pid: int) -> tuple:
         except OSError:
             return None, None
         if not procinfo.signal_handled(st, sig):
-            return None, ("it ran memtui.install() but no longer catches %s (the handler was "
-                          "replaced or the signal is ignored), so memtui will not send it"
-                          % _signame(sig))
+            return None, ("it ran memtui.install() but no longer catches %s (reset to the "
+                          "default or ignored), so memtui will not send it" % _signame(sig))
         return sig, None
     return None, None
+
+
+def _same_program(pid: int, exe: Any) -> bool:
+    try:
+        st = os.stat("/proc/%d/exe" % pid)
+    except OSError:
+        return False
+    if isinstance(exe, list) and len(exe) == 2:
+        return [st.st_dev, st.st_ino] == exe
+    return procinfo.python_info(pid).implementation == "cpython"
 
 
 def _signame(sig: int) -> str:
@@ -217,8 +228,9 @@ def _wake(pid: int, sig: int, timeout: float) -> AgentClient:
             except NoAgent:
                 pass
         time.sleep(0.01)
-    raise AttachError("PID %d was sent %s but its agent did not start within %.0f s; is the main "
-                      "thread stuck in a long call (signal handlers run between bytecodes)?"
+    raise AttachError("PID %d was sent %s but its agent did not start within %.0f s: its "
+                      "main thread may be in a long call (Python runs signal handlers between "
+                      "bytecodes), or the program replaced memtui's handler with its own."
                       % (pid, _signame(sig), timeout))
 
 
@@ -230,26 +242,35 @@ def _inject(pid: int, timeout: float) -> dict:
     try:
         status = injector.inject(pid, info, timeout=timeout)
     except PtraceError as exc:
+        if exc.errno == 3 or not paths.pid_alive(pid):  # ESRCH
+            raise _gone(pid) from None
         if exc.errno == 1:  # EPERM
-            raise AttachError("Cannot inject into PID %d: the kernel refused ptrace (EPERM: a "
-                              "container without CAP_SYS_PTRACE, a seccomp profile or yama); %s."
-                              % (pid, _no_ptrace(pid))) from None
-        if exc.errno == 3:  # ESRCH
-            raise NoSuchProcess("PID %d exited during the injection." % pid) from None
+            tracer = procinfo.tracer_of(pid)
+            why = ("it is being traced by PID %d (%s) — another debugger, or another memtui "
+                   "injecting" % tracer) if tracer else \
+                "EPERM: a container without CAP_SYS_PTRACE, a seccomp profile or yama"
+            raise AttachError("Cannot inject into PID %d: the kernel refused ptrace (%s); %s."
+                              % (pid, why, _no_ptrace(pid))) from None
         raise AttachError("Cannot inject into PID %d: %s." % (pid, exc.strerror or exc)) from None
     except CallFault as exc:
         raise AttachError("Injecting into PID %d failed inside the process (%s) and was undone; "
                           "it is still running as before." % (pid, exc)) from None
-    except CallTimeout:
-        raise AttachError("Injecting into PID %d timed out inside the process and was undone; it "
-                          "is still running as before." % pid) from None
+    except CallTimeout as exc:
+        raise AttachError("Injecting into PID %d was given up: %s; nothing was left in it."
+                          % (pid, exc)) from None
+    except paths.RuntimeDirError as exc:
+        raise AttachError("Cannot inject into PID %d: %s." % (pid, str(exc).rstrip("."))) from None
+    except OSError as exc:  # /proc entries vanishing under us: the target exited
+        if not paths.pid_alive(pid):
+            raise _gone(pid) from None
+        raise AttachError("Cannot inject into PID %d: %s." % (pid, exc.strerror or exc)) from None
     except injector.InjectError as exc:
         if str(exc) == "timed out":
             raise AttachError(
-                "Injected into PID %d, but its agent did not report within %.0f s — the "
-                "interpreter has not let our thread run (a long call holding the GIL?); it "
-                "starts when it can, so try `memtui attach %d` again shortly."
-                % (pid, timeout, pid)) from None
+                "Injected into PID %d, but its agent did not report within %.0f s — its threads "
+                "kept the interpreter busy (a long call holding the GIL, or many busy threads); "
+                "it starts when the interpreter lets it, so try `memtui attach %d` again "
+                "shortly, or give --timeout more." % (pid, timeout, pid)) from None
         raise AttachError("Cannot inject into PID %d: %s." % (pid, exc)) from None
     result = status.get("result")
     if result in ("started", "already") and status.get("socket"):
@@ -257,5 +278,13 @@ def _inject(pid: int, timeout: float) -> dict:
     if result == "off":
         raise AttachError("The agent injected into PID %d did not start: %s."
                           % (pid, status.get("error")))
+    if result in ("started", "already"):
+        raise AttachError("The agent in PID %d runs but does not serve: %s."
+                          % (pid, status.get("error") or "no socket"))
     raise AttachError("The agent injected into PID %d failed to start: %s."
                       % (pid, status.get("error") or result))
+
+
+def _gone(pid: int) -> NoSuchProcess:
+    """The target vanished while we worked on it: say whether it crashed or exited."""
+    return NoSuchProcess("PID %d ended during the injection." % pid)

@@ -19,9 +19,11 @@ for. Injecting into a process whose agent runs already changes nothing.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+import signal
 import struct
 import subprocess
 import time
@@ -33,7 +35,7 @@ from .procinfo import PythonInfo
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FUNCTIONS = ("PyGILState_Ensure", "PyGILState_Release", "PyRun_SimpleString",
-             "Py_AddPendingCall", "PyThread_start_new_thread")
+             "Py_AddPendingCall", "PyThread_start_new_thread", "Py_IsInitialized")
 LIBC = ("mmap", "mprotect", "munmap")
 PROT_RW, PROT_RX, MAP_ANON_PRIVATE = 3, 5, 0x22
 PAGE = 4096
@@ -57,7 +59,7 @@ def _memtui_boot(parent, status_path, token):
                         return None
 
                 if not any(type(f).__name__ == "MemtuiOnly" for f in sys.meta_path):
-                    sys.meta_path.append(MemtuiOnly())
+                    sys.meta_path.insert(0, MemtuiOnly())  # ours, not another install's
             from memtui.agent import bootstrap
             result.update(bootstrap.injected())
         except BaseException as exc:
@@ -116,10 +118,16 @@ def thread_trampoline(fn: Dict[str, int], page: int, size: int) -> bytes:
             + _unmap_tail(page, size, fn["munmap"]))
 
 
-def pending_trampoline(fn: Dict[str, int], page: int, size: int) -> bytes:
-    """int pending(char *code): PyRun_SimpleString(code); return munmap(page) (0)."""
-    return (b"\x48\x83\xec\x08" + _movabs("rax", fn["PyRun_SimpleString"]) + b"\xff\xd0"
-            + b"\x48\x83\xc4\x08" + _unmap_tail(page, size, fn["munmap"]))
+def pending_trampoline(fn: Dict[str, int], start_thread_at: int) -> bytes:
+    """int pending(char *code): PyThread_start_new_thread(start_thread, code); return 0.
+    Run by the interpreter between two bytecodes of the main thread: no Python code runs
+    there (a signal handler raising meanwhile cannot be swallowed). The page is unmapped by the
+    new thread, which cannot get past PyGILState_Ensure before this has returned."""
+    return (b"\x48\x83\xec\x08"                               # sub rsp, 8
+            + b"\x48\x89\xfe"                                   # mov rsi, rdi (code)
+            + _movabs("rdi", start_thread_at)
+            + _movabs("rax", fn["PyThread_start_new_thread"]) + b"\xff\xd0"
+            + b"\x48\x83\xc4\x08" + b"\x31\xc0" + b"\xc3")      # add rsp, 8; xor eax, eax; ret
 
 
 # -- the two ways -------------------------------------------------------------------------------
@@ -131,57 +139,90 @@ def ptrace_inject(pid: int, payload: bytes, call_timeout: float = 2.0) -> Dict[s
     if missing:
         raise InjectError("its interpreter does not export %s, so it is not a CPython memtui "
                           "can inject into" % ", ".join(missing))
-    for _attempt in range(3):
-        tid, route = _choose_thread(pid)
-        with ptrace.Tracee(pid, tid, timeout=call_timeout) as tracee:
-            if route == "thread" and tracee.in_syscall not in ptrace.WAITING_SYSCALLS:
-                continue  # it woke up between our look and the stop: look again
-            code_size = 256
-            size = (code_size + len(payload) + PAGE - 1) // PAGE * PAGE
-            page = tracee.call(fn["mmap"], (0, size, PROT_RW, MAP_ANON_PRIVATE, -1, 0))
-            if page >= 2 ** 64 - PAGE:  # MAP_FAILED or -errno
-                raise InjectError("mapping a page in it failed")
-            tramp = (thread_trampoline if route == "thread" else pending_trampoline)(fn, page, size)
-            assert len(tramp) <= code_size
-            tracee.write(page, tramp.ljust(code_size, b"\xcc") + payload)
-            if tracee.call(fn["mprotect"], (page, size, PROT_RX)) != 0:
-                tracee.call(fn["munmap"], (page, size))
-                raise InjectError("making its injected page executable failed (a W^X policy?)")
-            if route == "thread":
-                ok = tracee.call(fn["PyThread_start_new_thread"], (page, page + code_size))
-                ok = ok not in (2 ** 64 - 1, 2 ** 32 - 1)  # PYTHREAD_INVALID_THREAD_ID
-            else:
-                ok = tracee.call(fn["Py_AddPendingCall"], (page, page + code_size)) & 0xFFFFFFFF == 0
-            if not ok:
-                tracee.call(fn["munmap"], (page, size))
-                raise InjectError("its interpreter refused to start our thread")
-        return {"route": route, "tid": tid, "main_held_s": tracee.held_s if tid == pid else 0.0,
-                "held_s": tracee.held_s}
+    # Ctrl-C, TERM or HUP to memtui while a call runs in the target would leave the target's
+    # thread running our registers: they wait until the thread is ours no more.
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        for _attempt in range(3):
+            tid, route = _choose_thread(pid)
+            with ptrace.Tracee(pid, tid, timeout=call_timeout) as tracee:
+                if route == "thread" and tracee.in_syscall not in ptrace.WAITING_SYSCALLS:
+                    continue  # it woke up between our look and the stop: look again
+                if tracee.call(fn["Py_IsInitialized"]) & 0xFFFFFFFF == 0:
+                    raise InjectError("its Python interpreter is not running (not initialized "
+                                      "yet, or already finalized)")
+                _start(tracee, fn, route, payload)
+            return {"route": route, "tid": tid,
+                    "main_held_s": tracee.held_s if tid == pid else 0.0, "held_s": tracee.held_s}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     raise InjectError("its threads kept waking up while we looked for a sleeping one")
+
+
+def _start(tracee: ptrace.Tracee, fn: Dict[str, int], route: str, payload: bytes) -> None:
+    """Map a page holding the trampolines and *payload*, and start the thread (now, or from a
+    pending call)."""
+    code_size = 256
+    size = (code_size + len(payload) + PAGE - 1) // PAGE * PAGE
+    page = tracee.call(fn["mmap"], (0, size, PROT_RW, MAP_ANON_PRIVATE, -1, 0))
+    if page >= 2 ** 64 - PAGE:  # MAP_FAILED or -errno
+        raise InjectError("mapping a page in it failed")
+    start_thread = thread_trampoline(fn, page, size)
+    pending_at = page + 128
+    code = start_thread.ljust(128, b"\xcc") + pending_trampoline(fn, page)
+    assert len(start_thread) <= 128 and len(code) <= code_size
+    tracee.write(page, code.ljust(code_size, b"\xcc") + payload)
+    if tracee.call(fn["mprotect"], (page, size, PROT_RX)) != 0:
+        tracee.call(fn["munmap"], (page, size))
+        raise InjectError("making its injected page executable failed (a W^X policy?)")
+    if route == "thread":
+        ok = tracee.call(fn["PyThread_start_new_thread"], (page, page + code_size))
+        ok = ok not in (2 ** 64 - 1, 2 ** 32 - 1)  # PYTHREAD_INVALID_THREAD_ID
+    else:
+        ok = tracee.call(fn["Py_AddPendingCall"], (pending_at, page + code_size)) \
+            & 0xFFFFFFFF == 0
+    if not ok:
+        tracee.call(fn["munmap"], (page, size))
+        raise InjectError("its interpreter refused to %s"
+                          % ("start a thread" if route == "thread" else "queue a call"))
 
 
 def _choose_thread(pid: int) -> tuple:
     """A thread asleep in a system call (another than main when there is one), for the thread
-    route; else the main thread, for the pending route."""
-    asleep = [t for t in ptrace.thread_ids(pid)
-              if ptrace.syscall_of(pid, t) in ptrace.WAITING_SYSCALLS]
+    route; else the main thread, for the pending route. Threads in uninterruptible sleep (D)
+    would not stop for us, and a stopped process (T) would not run what we queue."""
+    states = {t: ptrace.thread_state(pid, t) for t in ptrace.thread_ids(pid)}
+    if states.get(pid) in ("T", "t"):
+        raise InjectError("it is stopped (SIGSTOP, or a debugger holds it); continue it first "
+                          "(kill -CONT %d)" % pid)
+    asleep = [t for t, st in states.items() if st == "S"
+              and ptrace.syscall_of(pid, t) in ptrace.WAITING_SYSCALLS]
     others = [t for t in asleep if t != pid]
     if others:
         return others[0], "thread"
     if asleep:
         return asleep[0], "thread"
+    if states.get(pid) == "D":
+        raise InjectError("its main thread is in uninterruptible sleep (state D, e.g. waiting "
+                          "on a disk or a vfork child) and no other thread sleeps; try again "
+                          "in a moment")
     return pid, "pending"
 
 
 def remote_exec(pid: int, info: PythonInfo, code: str, directory: str, token: str) -> Dict[str, Any]:
-    """Python >= 3.14: ask the target's own interpreter binary to ``sys.remote_exec`` *code*."""
+    """Python >= 3.14: have an interpreter of the target's own version ``sys.remote_exec`` the
+    code. The script stays until the target has read it (the caller removes it)."""
+    python = _python_binary(pid, info)
     script = os.path.join(directory, "%d.inject-%s.py" % (pid, token))
     fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(code)
-    exe = "/proc/%d/exe" % pid
-    proc = subprocess.run([exe, "-I", "-c", "import sys; sys.remote_exec(%d, %r)" % (pid, script)],
-                          capture_output=True, text=True, timeout=30)
+        fh.write(run_string(code)[:-1].decode())
+    try:
+        proc = subprocess.run([python, "-I", "-c", "import sys; sys.remote_exec(%d, %r)"
+                               % (pid, script)], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise InjectError("sys.remote_exec did not return within 30 s") from None
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout or "").strip().splitlines()
         raise InjectError("sys.remote_exec failed: %s" % (lines[-1] if lines else proc.returncode))
@@ -189,24 +230,50 @@ def remote_exec(pid: int, info: PythonInfo, code: str, directory: str, token: st
             "script": script}
 
 
+def _python_binary(pid: int, info: PythonInfo) -> str:
+    """An interpreter of the target's X.Y: its own executable when that is pythonX.Y, else the
+    pythonX.Y next to its libpython (an embedding program's binary would not do)."""
+    name = "python%d.%d" % info.version
+    exe = os.readlink("/proc/%d/exe" % pid)
+    if os.path.basename(exe).startswith(name):
+        return "/proc/%d/exe" % pid
+    if "libpython" in os.path.basename(info.binary):
+        prefix = os.path.dirname(os.path.dirname(info.binary))
+        candidate = os.path.join(prefix, "bin", name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise InjectError("it embeds Python %d.%d and no %s was found next to its libpython to run "
+                      "sys.remote_exec with" % (info.version + (name,)))
+
+
 # -- the whole thing ----------------------------------------------------------------------------
 def inject(pid: int, info: PythonInfo, timeout: float = 10.0) -> Dict[str, Any]:
     """Inject the agent and wait for its status. Returns the status ({"result": "started" |
-    "already", "socket": ...}) plus how it got there; raises InjectError (one clause) otherwise."""
+    "already", "socket": ...}) plus how it got there; raises InjectError (one clause) otherwise.
+    One injection per target at a time (a lock file), so two attaches do not both inject."""
     directory = paths.ensure_private_dir(paths.runtime_dir())
+    _check_same_files(pid, directory)
     token = secrets.token_hex(6)
     status_path = os.path.join(directory, "%d.inject-%s.json" % (pid, token))
     code = boot_code(PACKAGE_PARENT, status_path, token)
+    lock_fd = os.open(os.path.join(directory, "%d.inject.lock" % pid),
+                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     started = time.monotonic()
     done: Dict[str, Any] = {}
+    status: Dict[str, Any] = {}
     try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         if info.version is not None and info.version >= (3, 14):
             done = remote_exec(pid, info, code, directory, token)
         else:
             done = ptrace_inject(pid, run_string(code))
         status = _wait_status(pid, status_path, started + timeout)
     finally:
-        for leftover in (status_path, status_path + ".tmp", done.get("script")):
+        os.close(lock_fd)  # releases the lock
+        # After a timeout the target may still read the script and write its status: the
+        # status file is then left for `memtui ps` to clean; the script must stay readable.
+        leftovers = [status_path + ".tmp"] + ([status_path, done.get("script")] if status else [])
+        for leftover in leftovers:
             if leftover:
                 try:
                     os.unlink(leftover)
@@ -214,6 +281,22 @@ def inject(pid: int, info: PythonInfo, timeout: float = 10.0) -> Dict[str, Any]:
                     pass
     status.update(done, elapsed_s=time.monotonic() - started)
     return status
+
+
+def _check_same_files(pid: int, directory: str) -> None:
+    """The injected code imports memtui from PACKAGE_PARENT and writes its status into our
+    runtime *directory*: both must be the same files inside the target (not so in another
+    container, or with a private /tmp)."""
+    for path in (PACKAGE_PARENT, directory):
+        try:
+            ours, theirs = os.stat(path), os.stat("/proc/%d/root%s" % (pid, path))
+            same = (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            raise InjectError("it sees other files than memtui at %s (another mount namespace: "
+                              "a container, or a private /tmp); run memtui inside it, or use "
+                              "memtui.install()" % path)
 
 
 def _wait_status(pid: int, path: str, deadline: float) -> Dict[str, Any]:

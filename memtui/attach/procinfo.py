@@ -27,10 +27,11 @@ class PythonInfo(NamedTuple):
         return "%s %d.%d" % (name, self.version[0], self.version[1])
 
 
-def status(pid: int) -> Dict[str, str]:
-    """/proc/PID/status as a dict (raises OSError when the process is gone)."""
+def status(pid: int, task: Optional[str] = None) -> Dict[str, str]:
+    """/proc/PID/status (or one thread's) as a dict; OSError when the process is gone."""
     out: Dict[str, str] = {}
-    with open("/proc/%d/status" % pid) as fh:
+    where = "/proc/%d/task/%s/status" % (pid, task) if task else "/proc/%d/status" % pid
+    with open(where) as fh:
         for line in fh:
             key, _, value = line.partition(":")
             out[key] = value.strip()
@@ -106,14 +107,12 @@ def ptrace_problem(pid: int, scope: Optional[int] = None,
     allow it. Covers yama's ptrace_scope, a missing CAP_SYS_PTRACE (containers), and a process
     already being traced. *scope* and *has_cap* default to this machine's."""
     try:
-        theirs = status(pid)
         ours = status(os.getpid())
     except OSError:
         return None  # gone: the caller reports that
-    tracer = int(theirs.get("TracerPid", "0") or 0)
-    if tracer:
-        return "it is already being traced by PID %d (%s) — a debugger, strace or py-spy" % (
-            tracer, _comm(tracer))
+    found = tracer_of(pid)
+    if found:
+        return "it is already being traced by PID %d (%s) — a debugger, strace or py-spy" % found
     if has_cap is None:
         has_cap = _mask_has(ours.get("CapEff", "0"), CAP_SYS_PTRACE)
     if scope is None:
@@ -126,6 +125,22 @@ def ptrace_problem(pid: int, scope: Optional[int] = None,
     if scope == 1 and not has_cap and not _is_ancestor(os.getpid(), pid):
         return ("kernel.yama.ptrace_scope = 1 lets a process ptrace only its own children, and "
                 "this one has no CAP_SYS_PTRACE (as in a container without --cap-add=SYS_PTRACE)")
+    return None
+
+
+def tracer_of(pid: int) -> Optional[Tuple[int, str]]:
+    """(pid, name) of a process tracing any thread of *pid*, or None."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            tracer = int(status(pid, tid).get("TracerPid", "0") or 0)
+        except (OSError, ValueError):
+            continue
+        if tracer:
+            return tracer, _comm(tracer)
     return None
 
 

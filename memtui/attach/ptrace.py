@@ -53,6 +53,7 @@ class PtraceError(OSError):
     """A ptrace step failed; ``errno`` says why (EPERM: not permitted, ESRCH: gone)."""
 
 
+STOP_GRACE = 30.0  # seconds we keep waiting for a thread we interrupted to stop
 FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
 
 
@@ -87,6 +88,15 @@ def thread_ids(pid: int) -> List[int]:
     return sorted(tids, key=lambda t: t != pid)
 
 
+def thread_state(pid: int, tid: int) -> str:
+    """The one-letter state of a thread (R, S, D, T, t, Z ...), "" when unknown."""
+    try:
+        with open("/proc/%d/task/%d/stat" % (pid, tid), "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
 def syscall_of(pid: int, tid: int) -> Optional[int]:
     """The system call *tid* is blocked in, from /proc (None when running or unknown)."""
     try:
@@ -109,7 +119,7 @@ class Tracee:
         self.seized = False
         self.saved: Optional[bytes] = None
         self.saved_fp: Optional[bytes] = None
-        self.pending_signal = 0  # a real signal that arrived while we held the thread
+        self.signals: List[int] = []  # real signals that arrived while we held the thread
         self.stopped_at = 0.0
         self.held_s = 0.0  # how long the thread was stopped, for the pause measurement
 
@@ -119,9 +129,15 @@ class Tracee:
         self.seized = True
         try:
             _ptrace(PTRACE_INTERRUPT, self.tid)
-            sig, event = self._wait_stop(self.timeout)
-            if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP):
-                self.pending_signal = sig  # a real signal was on its way: deliver it at detach
+            try:
+                sig, event = self._wait_stop(self.timeout)
+            except CallTimeout:
+                # The interrupt is still pending: it would stop the thread later with nobody
+                # to let it go. Wait for that stop (bounded), then detach below.
+                self._wait_stop(STOP_GRACE)
+                raise CallTimeout("thread %d of PID %d did not stop within %.0f s"
+                                  % (self.tid, self.pid, self.timeout)) from None
+            self._note_signal(sig, event)
             self.stopped_at = time.monotonic()
             self.saved = self._getregs()
             self.saved_fp = self._getfpregs()
@@ -132,6 +148,10 @@ class Tracee:
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
+
+    def _note_signal(self, sig: int, event: int) -> None:
+        if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP) and sig not in FAULTS:
+            self.signals.append(sig)
 
     def detach(self) -> None:
         if not self.seized:
@@ -146,10 +166,16 @@ class Tracee:
             if self.stopped_at:
                 self.held_s = time.monotonic() - self.stopped_at
             try:
-                _ptrace(PTRACE_DETACH, self.tid, 0, self.pending_signal)
+                _ptrace(PTRACE_DETACH, self.tid, 0, 0)
             except PtraceError as exc:
                 if exc.errno != errno.ESRCH:  # a thread that exited needs no detaching
                     raise
+            for sig in self.signals:  # withheld while we held the thread: send them on now
+                try:
+                    os.kill(self.pid, sig)
+                except OSError:
+                    pass
+            self.signals = []
 
     # state -------------------------------------------------------------------------------------
     def regs(self) -> Dict[str, int]:
@@ -183,6 +209,7 @@ class Tracee:
         sp = ((base["rsp"] - 1024) & ~0xF) - 8
         self.write(sp, struct.pack("<Q", 0))
         regs.update(rsp=sp, rip=function, rax=0, orig_rax=MASK)  # orig_rax -1: no syscall restart
+        regs["eflags"] &= ~0x400  # the ABI wants the direction flag clear at a call
         for name, value in zip(ARG_REGS, args):
             regs[name] = value & MASK
         self._setregs(struct.pack("<27Q", *(regs[n] for n in REG_NAMES)))
@@ -199,8 +226,7 @@ class Tracee:
                     # put back below; the caller reports the failure.
                     raise CallFault("the call faulted with %s at 0x%x"
                                     % (signal.Signals(sig).name, now["rip"]))
-                if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP):
-                    self.pending_signal = self.pending_signal or sig  # deliver it at detach
+                self._note_signal(sig, event)  # withheld now, sent on after the detach
                 _ptrace(PTRACE_CONT, self.tid, 0, 0)
         finally:
             self._setregs(self.saved)
@@ -226,7 +252,7 @@ class Tracee:
                 if not interrupt:
                     raise CallTimeout("thread %d did not stop" % self.tid)
                 _ptrace(PTRACE_INTERRUPT, self.tid)
-                self._wait_stop(1.0)
+                self._wait_stop(STOP_GRACE)  # stopped before anything is restored
                 raise CallTimeout("the call in thread %d did not return" % self.tid)
             time.sleep(delay)
             delay = min(delay * 2, 0.005)

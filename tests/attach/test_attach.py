@@ -5,11 +5,14 @@ skipped): a target asleep in a C call, one in a tight pure-Python loop, and one 
 threads. The targets run without memtui on their path: the agent goes in by file path."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +250,80 @@ def test_ps_marks_dormant_agents_and_sends_nothing(launch, cli):
 def _stats_or_none(cli, pid: int):
     res = cli("stats", str(pid), "--json")
     return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def test_marker_of_a_process_that_exec_ed_another_program_is_ignored(launch, cli):
+    target = launch("install-exec", with_memtui=True)
+    wait_for(lambda: target.ticks() >= 2, message="the shell's ticks")
+    res = cli("attach", str(target.pid), "--no-tui")
+    assert res.returncode == 0 and "external view" in res.stdout
+    time.sleep(0.3)
+    assert "GOT USR2" not in target.lines and target.alive()
+
+
+def test_two_injections_at_once_start_one_agent(launch, cli):
+    target = launch("sleep")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: cli("attach", str(target.pid), "--inject", "--no-tui"),
+                             range(2)))
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    said = " ".join(r.stdout for r in runs)
+    assert said.count("agent started by injection") == 1, said
+    assert target.alive()
+
+
+def test_a_stopped_process_is_refused_and_left_stopped(launch, cli):
+    target = launch("sleep")
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: procinfo.status(target.pid)["State"].startswith("T"), message="T")
+        res = cli("attach", str(target.pid), "--inject", "--no-tui")
+        assert res.returncode == 2 and "it is stopped" in res.stderr, res.stderr
+        assert procinfo.status(target.pid)["State"].startswith("T")
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    before = target.ticks()
+    wait_for(lambda: target.ticks() > before, message="ticks after SIGCONT")
+
+
+def test_an_unsafe_runtime_directory_is_one_sentence(launch, cli, tmp_path):
+    target = launch("sleep")
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    os.chmod(loose, 0o755)
+    res = cli("attach", str(target.pid), "--inject", "--no-tui",
+              env={"MEMTUI_RUNTIME_DIR": str(loose)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("Cannot inject into PID %d: refusing the runtime directory"
+                                 % target.pid), res.stderr
+
+
+def test_an_interpreter_that_is_not_running_is_refused(tmp_path, cli):
+    """A program that links libpython but never initialized it (or finalized it)."""
+    python = pyenv_python("3.11")
+    gcc = shutil.which("gcc")
+    if not python or not gcc:
+        pytest.skip("needs gcc and pyenv's CPython 3.11")
+    prefix = Path(python).parent.parent
+    src = tmp_path / "emb.c"
+    src.write_text('#include <Python.h>\n#include <stdio.h>\n#include <unistd.h>\n'
+                   'int main(int c, char **v) { if (c > 1) { Py_Initialize(); Py_FinalizeEx(); }\n'
+                   '  printf("READY %d\\n", getpid()); fflush(stdout);\n'
+                   '  for (;;) { sleep(1); printf("tick\\n"); fflush(stdout); } }\n')
+    exe = tmp_path / "emb"
+    build = subprocess.run([gcc, str(src), "-o", str(exe), "-I%s/include/python3.11" % prefix,
+                            "-L%s/lib" % prefix, "-lpython3.11",
+                            "-Wl,-rpath,%s/lib" % prefix], capture_output=True, text=True)
+    if build.returncode:
+        pytest.skip("cannot build an embedding program here: %s" % build.stderr[-200:])
+    for args in ([], ["finalized"]):
+        proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().startswith("READY")
+            res = cli("attach", str(proc.pid), "--inject", "--no-tui")
+            assert res.returncode == 2
+            assert "its Python interpreter is not running" in res.stderr, res.stderr
+            assert proc.stdout.readline() == "tick\n" and proc.poll() is None
+        finally:
+            proc.kill()
+            proc.wait()

@@ -150,7 +150,7 @@ def test_mapping_classes(path, cls):
 @needs_root
 def test_another_users_process_gives_what_it_can_and_says_why():
     """uid 65534 looking at us (root): statm, status and stat are public; smaps and fd are not."""
-    import psutil  # noqa: F401 - loaded before the fork: uid 65534 cannot read this venv
+    import psutil  # noqa: F401,PLC0415 - loaded before the fork: uid 65534 cannot read this venv
 
     target = os.getpid()
 

@@ -24,7 +24,7 @@ def test_a_faulting_call_is_undone_and_the_signal_withheld(launch):
     with ptrace.Tracee(target.pid, target.pid) as tracee:
         with pytest.raises(ptrace.CallFault, match="SIGSEGV"):
             tracee.call(0x10, ())  # jumps to an unmapped address
-        assert tracee.pending_signal == 0
+        assert tracee.signals == []
     _ticks_go_on(target)
     assert "Traceback" not in target.stop()
 
@@ -50,3 +50,25 @@ def test_a_plain_call_returns_its_value_and_restores_the_thread(launch):
         assert tracee.call(getpid, ()) == target.pid
     _ticks_go_on(target)
     assert "Traceback" not in target.stop()
+
+
+def test_signals_arriving_while_a_thread_is_held_are_sent_on(launch):
+    target = launch("signals")
+    sleep = elf.resolve(target.pid, ["sleep"], prefer=("libc",))["sleep"]
+    with ptrace.Tracee(target.pid, target.pid) as tracee:
+        import os
+        import signal
+        import threading
+
+        def send():
+            time.sleep(0.3)
+            os.kill(target.pid, signal.SIGUSR1)
+            os.kill(target.pid, signal.SIGUSR2)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        tracee.call(sleep, (1,))
+        sender.join()
+    wait_for(lambda: "GOT USR1" in target.lines and "GOT USR2" in target.lines, timeout=10,
+             message="both signals delivered")
+    _ticks_go_on(target)

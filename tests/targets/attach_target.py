@@ -4,7 +4,8 @@
 Modes: sleep (main thread in time.sleep), loop (a tight pure-Python loop), threads (workers
 sleeping, computing and waiting on a queue; main in join), install (memtui.install(), dormant),
 install-dfl / install-ign (install(), then SIGUSR2 reset to default / ignored), catch (its own
-SIGUSR2 handler: prints SIGNALLED if ever signalled), disable-late (sets MEMTUI_DISABLE=1 in
+SIGUSR2 handler: prints SIGNALLED if ever signalled), signals (prints GOT USR1 / GOT USR2),
+install-exec (install(), then exec a shell that traps SIGUSR2), disable-late (sets MEMTUI_DISABLE=1 in
 os.environ after start: /proc/PID/environ does not show it). Runs with any Python 3.9+."""
 import os
 import queue
@@ -22,7 +23,7 @@ def say(text):
     out.flush()
 
 
-if mode.startswith("install"):
+if mode.startswith("install") and mode != "install-exec":
     import memtui
 
     assert memtui.install()
@@ -34,6 +35,17 @@ elif mode == "catch":
     signal.signal(signal.SIGUSR2, lambda *a: say("SIGNALLED"))
 elif mode == "disable-late":
     os.environ["MEMTUI_DISABLE"] = "1"
+elif mode == "signals":
+    signal.signal(signal.SIGUSR1, lambda *a: say("GOT USR1"))
+    signal.signal(signal.SIGUSR2, lambda *a: say("GOT USR2"))
+elif mode == "install-exec":
+    import memtui
+
+    assert memtui.install()
+    say("READY %d" % os.getpid())
+    # Another program under the same PID and start time, catching SIGUSR2 for its own reasons.
+    os.execv("/bin/sh", ["sh", "-c", "trap 'echo GOT USR2' USR2; "
+                         "while :; do sleep 0.1; echo tick; done"])
 
 say("READY %d" % os.getpid())
 
