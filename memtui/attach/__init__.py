@@ -179,10 +179,12 @@ def _inject_problem(pid: int, info: procinfo.PythonInfo) -> Optional[str]:
     return None
 
 
-def attach(pid: int, inject: bool = False, timeout: float = 10.0) -> Attached:
-    """Get into *pid* the safest way there is (see the module doc) and return a client."""
+def attach(pid: int, inject: bool = False, timeout: float = 10.0,
+           planned: Optional[Plan] = None) -> Attached:
+    """Get into *pid* the safest way there is (see the module doc) and return a client.
+    *planned* is a :func:`plan` the caller already made for the same pid and *inject*."""
     started = time.monotonic()
-    p = plan(pid, inject=inject)
+    p = planned if planned is not None and planned.pid == pid else plan(pid, inject=inject)
     name = process_name(pid)
     if p.way == "agent":
         client = AgentClient(pid=pid, path=p.socket).connect()

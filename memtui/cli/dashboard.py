@@ -184,10 +184,11 @@ def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[
     """`memtui attach PID`: get in first (memtui.attach chooses the way), so that a wrong PID
     is one sentence and no TUI. Without *profiles* the Profiles pane uses the directory of the
     profile the agent read."""
+    planned = None
     if not no_tui and socket is None:
         from ..attach import plan  # noqa: PLC0415
 
-        plan(pid, inject=inject)  # a wrong PID, another user's: one sentence before all else
+        planned = plan(pid, inject=inject)  # a wrong PID, another user's: one sentence first
         need_terminal("in a pipe, use `memtui attach %d --no-tui`" % pid)
     if socket is not None:
         client = AgentClient(pid=pid, path=socket).connect()
@@ -198,7 +199,7 @@ def attach(pid: int, socket: Optional[str], interval: float, profiles: Optional[
     else:
         from ..attach import attach as get_in  # noqa: PLC0415
 
-        got = get_in(pid, inject=inject, timeout=timeout)
+        got = get_in(pid, inject=inject, timeout=timeout, planned=planned)
         client, way = got.client, got
     try:
         if no_tui:
