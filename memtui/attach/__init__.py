@@ -183,6 +183,19 @@ def attach(pid: int, inject: bool = False, timeout: float = 10.0,
            planned: Optional[Plan] = None) -> Attached:
     """Get into *pid* the safest way there is (see the module doc) and return a client.
     *planned* is a :func:`plan` the caller already made for the same pid and *inject*."""
+    if not inject:
+        return _attach(pid, False, timeout, planned)
+    from .inject import target_lock  # noqa: PLC0415
+
+    _check_target(pid)
+    try:
+        with target_lock(pid):  # look again under the lock: another attacher may have injected
+            return _attach(pid, True, timeout, None)
+    except paths.RuntimeDirError as exc:
+        raise AttachError("Cannot inject into PID %d: %s." % (pid, str(exc).rstrip("."))) from None
+
+
+def _attach(pid: int, inject: bool, timeout: float, planned: Optional[Plan]) -> Attached:
     started = time.monotonic()
     p = planned if planned is not None and planned.pid == pid else plan(pid, inject=inject)
     name = process_name(pid)

@@ -19,6 +19,7 @@ for. Injecting into a process whose agent runs already changes nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -27,7 +28,7 @@ import signal
 import struct
 import subprocess
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 from .. import paths
 from . import elf, ptrace
@@ -250,26 +251,22 @@ def _python_binary(pid: int, info: PythonInfo) -> str:
 def inject(pid: int, info: PythonInfo, timeout: float = 10.0) -> Dict[str, Any]:
     """Inject the agent and wait for its status. Returns the status ({"result": "started" |
     "already", "socket": ...}) plus how it got there; raises InjectError (one clause) otherwise.
-    One injection per target at a time (a lock file), so two attaches do not both inject."""
+    Callers hold :func:`target_lock` around looking and injecting."""
     directory = paths.ensure_private_dir(paths.runtime_dir())
     _check_same_files(pid, directory)
     token = secrets.token_hex(6)
     status_path = os.path.join(directory, "%d.inject-%s.json" % (pid, token))
     code = boot_code(PACKAGE_PARENT, status_path, token)
-    lock_fd = os.open(os.path.join(directory, "%d.inject.lock" % pid),
-                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     started = time.monotonic()
     done: Dict[str, Any] = {}
     status: Dict[str, Any] = {}
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
         if info.version is not None and info.version >= (3, 14):
             done = remote_exec(pid, info, code, directory, token)
         else:
             done = ptrace_inject(pid, run_string(code))
         status = _wait_status(pid, status_path, started + timeout)
     finally:
-        os.close(lock_fd)  # releases the lock
         # After a timeout the target may still read the script and write its status: the
         # status file is then left for `memtui ps` to clean; the script must stay readable.
         leftovers = [status_path + ".tmp"] + ([status_path, done.get("script")] if status else [])
@@ -281,6 +278,20 @@ def inject(pid: int, info: PythonInfo, timeout: float = 10.0) -> Dict[str, Any]:
                     pass
     status.update(done, elapsed_s=time.monotonic() - started)
     return status
+
+
+@contextlib.contextmanager
+def target_lock(pid: int) -> Iterator[None]:
+    """One attacher at a time looks at and injects into *pid* (a lock file in our runtime
+    directory): a second one then finds the first one's agent instead of its ptrace."""
+    directory = paths.ensure_private_dir(paths.runtime_dir())
+    fd = os.open(os.path.join(directory, "%d.inject.lock" % pid),
+                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _check_same_files(pid: int, directory: str) -> None:
