@@ -40,6 +40,7 @@ FUNCTIONS = ("PyGILState_Ensure", "PyGILState_Release", "PyRun_SimpleString",
 LIBC = ("mmap", "mprotect", "munmap")
 PROT_RW, PROT_RX, MAP_ANON_PRIVATE = 3, 5, 0x22
 PAGE = 4096
+LOOKS = 10  # looks for a sleeping thread (5 ms apart) before stopping a running main thread
 
 # Runs on a thread of the target's own (Python 3.9+). Kept to the standard library.
 BOOT = r'''
@@ -191,14 +192,19 @@ def _start(tracee: ptrace.Tracee, fn: Dict[str, int], route: str, payload: bytes
 
 def _choose_thread(pid: int) -> tuple:
     """A thread asleep in a system call (another than main when there is one), for the thread
-    route; else the main thread, for the pending route. Threads in uninterruptible sleep (D)
+    route; else, after a few looks, the main thread, for the pending route. Threads in uninterruptible sleep (D)
     would not stop for us, and a stopped process (T) would not run what we queue."""
     states = {t: ptrace.thread_state(pid, t) for t in ptrace.thread_ids(pid)}
     if states.get(pid) in ("T", "t"):
         raise InjectError("it is stopped (SIGSTOP, or a debugger holds it); continue it first "
                           "(kill -CONT %d)" % pid)
-    asleep = [t for t, st in states.items() if st == "S"
-              and ptrace.syscall_of(pid, t) in ptrace.WAITING_SYSCALLS]
+    asleep: list = []
+    for look in range(LOOKS):  # a thread that sleeps most of the time is worth a few looks
+        asleep = [t for t in states if ptrace.thread_state(pid, t) == "S"
+                  and ptrace.syscall_of(pid, t) in ptrace.WAITING_SYSCALLS]
+        if asleep or look == LOOKS - 1:
+            break
+        time.sleep(0.005)
     others = [t for t in asleep if t != pid]
     if others:
         return others[0], "thread"
