@@ -12,7 +12,7 @@ import pytest
 
 from memtui import discovery
 from memtui.attach import plan
-from memtui.client import AgentClient, find_socket
+from memtui.client import AgentClient, find_socket, process_name
 from memtui.tui.app import MemtuiApp
 from memtui.tui.screens.picker import InjectScreen, PickerApp, PickerScreen, choices
 from memtui.discovery import scan as picker_scan
@@ -102,7 +102,8 @@ def test_rows_put_agents_first_with_env_and_mark_the_others(local_agents, start_
     rows = choices(found)
     agent_choice, agent_cells = rows["agent-%d" % target.pid]
     other_choice, other_cells = rows["other-%d" % idle_python.pid]
-    assert agent_choice.has_agent and "service.py" in agent_choice.command
+    # the command is cut at 120 characters, and the checkout's path is part of it
+    assert agent_choice.has_agent and agent_choice.command == process_name(target.pid)
     assert not other_choice.has_agent and other_choice.socket is None
     assert str(agent_cells[1]) == "staging" and str(other_cells[1]) == "no agent"
     assert agent_cells[2].sort_value > 0  # rss, sorted by bytes
@@ -129,7 +130,7 @@ def test_enter_attaches_the_dashboard_to_the_chosen_agent(local_agents, start_ta
                        what="a sample from the chosen agent")
         assert app.last_sample.pid == target.pid
         assert not isinstance(app.screen, PickerScreen)
-        assert app.target == str(target.pid) and "service.py" in app.command
+        assert app.target == str(target.pid) and app.command == process_name(target.pid)
         assert "PID %d" % target.pid in screen_text(app)
 
     run(app, body)
@@ -165,7 +166,7 @@ def test_enter_then_i_injects_the_agent_and_shows_its_dashboard(local_agents, st
         await _wait_dashboard(pilot, target.pid, "the injected agent's first sample")
         assert isinstance(app.client, AgentClient) and app.external is None
         assert app.last_sample.info.get("mode") != "external"
-        assert app.target == str(target.pid) and "time.sleep" in app.command
+        assert app.target == str(target.pid) and app.command == process_name(target.pid)
         assert "PID %d" % target.pid in screen_text(app)
         assert any("agent started by injection" in n for n in _notes(app))
         assert find_socket(target.pid)  # the agent lives on in the target
