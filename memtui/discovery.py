@@ -2,8 +2,11 @@
 processes that have no agent. Used by `memtui ps` and, later, the dashboard's process picker."""
 from __future__ import annotations
 
+import fcntl
 import fnmatch
+import json
 import os
+import re
 import signal
 import stat
 from typing import Any, Dict, List, Optional
@@ -75,6 +78,9 @@ def scan() -> Dict[str, List[Dict[str, Any]]]:
     for pid, path in paths.iter_temp_sockets(paths.runtime_dir()):
         if not paths.pid_alive(pid) and remove_stale_socket(path):
             cleaned.append({"pid": pid, "socket": path, "reason": "half-created by a dead agent"})
+    for entry in cleaned:
+        entry["kind"] = "socket"
+    cleaned.extend(remove_leftovers(paths.runtime_dir()))
     known = {a["pid"] for a in agents}
     others = []
     for proc in python_processes():
@@ -104,3 +110,111 @@ def _dormant(pid: int) -> Optional[str]:
     except (OSError, ValueError, AgentError):  # gone meanwhile, or not ours to read
         return None
     return signal.Signals(sig).name if sig is not None else None
+
+
+# Files other than sockets that memtui leaves in the runtime directory: a dormant agent's marker
+# (memtui.install()), and an injection's lock, script and status file.
+_LEFTOVER = re.compile(r"^(\d+)\.(dormant|dormant\.\d+\.tmp|inject\.lock|"
+                       r"inject-[0-9a-f]+\.(?:json|json\.tmp|py))$")
+
+
+def remove_leftovers(directory: str) -> List[Dict[str, Any]]:
+    """Remove what exited processes and finished injections left behind; return what went.
+
+    A marker goes when its process has exited or its PID now names another process (another
+    start time). An injection's files go when the process has exited; a status file also goes
+    while it runs once no attacher holds its lock (written after the attacher gave up). Only regular
+    files of ours are touched, and a lock file only while we hold it.
+    """
+    removed: List[Dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return removed
+    idle: Dict[int, bool] = {}
+    for name in names:
+        match = _LEFTOVER.match(name)
+        if not match:
+            continue
+        pid, kind = int(match.group(1)), match.group(2)
+        path = os.path.join(directory, name)
+        alive = paths.pid_alive(pid)
+        if kind == "dormant":
+            stale = not alive or _marker_ticks(path) != paths.start_ticks(pid)
+            reason = "dormant marker of an exited process" if not alive else \
+                "dormant marker of an earlier process with this PID"
+        elif kind.startswith("dormant."):
+            stale, reason = not alive, "half-written dormant marker of an exited process"
+        elif kind == "inject.lock":
+            if alive:
+                continue
+            if _remove_lock(path):
+                removed.append({"pid": pid, "path": path, "kind": "inject",
+                                "reason": "injection lock of an exited process"})
+            continue
+        elif kind.endswith(".py") and alive:
+            continue  # a 3.14 target may read the script of a timed-out attach yet
+        else:
+            if pid not in idle:
+                idle[pid] = not alive or _lock_free(os.path.join(directory,
+                                                                  "%d.inject.lock" % pid))
+            stale = idle[pid]
+            reason = "injection file of an exited process" if not alive else \
+                "status of an injection its attacher gave up on"
+        if stale and _remove_own_file(path):
+            removed.append({"pid": pid, "path": path, "kind": kind.split(".")[0].split("-")[0],
+                            "reason": reason})
+    return removed
+
+
+def _marker_ticks(path: str) -> Any:
+    try:
+        with open(path) as fh:
+            marker = json.load(fh)
+        return marker.get("start_ticks") if isinstance(marker, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_own_file(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            os.unlink(path)
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def _lock_free(path: str) -> bool:
+    """No attacher holds the injection lock at *path* (or there is none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _remove_lock(path: str) -> bool:
+    """Unlink a lock file while holding it (an attacher that opened it before checks, after
+    locking, that it is still the file at its path: see attach.inject.target_lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return _remove_own_file(path)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -274,7 +274,8 @@ def inject(pid: int, info: PythonInfo, timeout: float = 10.0) -> Dict[str, Any]:
         status = _wait_status(pid, status_path, started + timeout)
     finally:
         # After a timeout the target may still read the script and write its status: the
-        # status file is then left for `memtui ps` to clean; the script must stay readable.
+        # status file is then left for `memtui ps` to clean (discovery.remove_leftovers); the
+        # script must stay readable.
         leftovers = [status_path + ".tmp"] + ([status_path, done.get("script")] if status else [])
         for leftover in leftovers:
             if leftover:
@@ -291,10 +292,17 @@ def target_lock(pid: int) -> Iterator[None]:
     """One attacher at a time looks at and injects into *pid* (a lock file in our runtime
     directory): a second one then finds the first one's agent instead of its ptrace."""
     directory = paths.ensure_private_dir(paths.runtime_dir())
-    fd = os.open(os.path.join(directory, "%d.inject.lock" % pid),
-                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
+    path = os.path.join(directory, "%d.inject.lock" % pid)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # `memtui ps` may have removed the file (its process exited) before we locked it
+            if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
         yield
     finally:
         os.close(fd)  # releases the lock

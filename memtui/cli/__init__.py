@@ -56,16 +56,21 @@ def _profiles_dir(profiles: Optional[str]) -> Optional[str]:
 
 @app.command()
 def ps(json_: bool = JsonOpt) -> None:
-    """List running agents and Python processes without one; remove stale sockets."""
+    """List running agents and Python processes without one; remove stale sockets and files."""
     found = discovery.scan()
     if json_:
         print_json(found)
         return
     console.print(render.ps_tables(found["agents"], found["others"]))
-    if found["cleaned"]:
+    sockets = [c for c in found["cleaned"] if c["kind"] == "socket"]
+    others = [c for c in found["cleaned"] if c["kind"] != "socket"]
+    if sockets:
         console.print(Text("Removed %d stale socket(s): PID %s." % (
-            len(found["cleaned"]), ", ".join(str(c["pid"]) for c in found["cleaned"])),
-            style="dim"))
+            len(sockets), ", ".join(str(c["pid"]) for c in sockets)), style="dim"))
+    if others:
+        console.print(Text("Removed %d leftover file(s) of exited processes or abandoned "
+                           "injections: PID %s." % (len(others), ", ".join(
+                               sorted({str(c["pid"]) for c in others}, key=int))), style="dim"))
 
 
 # the dashboard -------------------------------------------------------------------------------

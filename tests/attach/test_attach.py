@@ -18,7 +18,7 @@ import pytest
 
 from memtui import attach as attach_mod
 from memtui import paths
-from memtui.attach import procinfo
+from memtui.attach import inject, procinfo
 from tests.attach.conftest import INJECTABLE, pyenv_python
 from tests.conftest import NOBODY, ROOT, as_nobody, needs_root, nobody_python, wait_for
 
@@ -245,6 +245,95 @@ def test_ps_marks_dormant_agents_and_sends_nothing(launch, cli):
     text = cli("ps")
     assert "dormant (SIGUSR2)" in text.stdout
     assert not _stats_or_none(cli, target.pid)  # still asleep: ps woke nothing
+
+
+def test_ps_removes_what_exited_processes_and_abandoned_injections_left(launch, cli,
+                                                                         runtime_dir):
+    gone, live = launch("install", with_memtui=True), launch("install", with_memtui=True)
+    marker = {p.pid: paths.dormant_path(p.pid, runtime_dir) for p in (gone, live)}
+    wait_for(lambda: all(map(os.path.exists, marker.values())), message="both markers")
+    gone.proc.kill()  # SIGKILL: no atexit, so its marker stays
+    gone.proc.wait()
+
+    def plant(name: str) -> str:
+        path = os.path.join(runtime_dir, name)
+        with open(path, "w") as fh:
+            fh.write("{}")
+        return path
+
+    dead_files = [plant("%d.inject.lock" % gone.pid), plant("%d.inject-0a1b2c.json" % gone.pid),
+                  plant("%d.inject-0a1b2c.py" % gone.pid)]
+    abandoned = plant("%d.inject-3d4e5f.json" % live.pid)  # written after its attacher gave up
+    unrelated = [plant("notes.txt"), plant("%d.inject-xyz.json" % live.pid)]
+    os.environ["MEMTUI_RUNTIME_DIR"] = runtime_dir
+    try:
+        with inject.target_lock(live.pid):  # an attacher is injecting right now
+            busy = plant("%d.inject-6a7b8c.json" % live.pid)
+            doc = json.loads(cli("ps", "--json").stdout)
+        assert os.path.exists(busy) and os.path.exists(abandoned)
+        removed = {c["path"]: c for c in doc["cleaned"]}
+        assert set(removed) == {marker[gone.pid], *dead_files}, removed
+        assert removed[marker[gone.pid]]["kind"] == "dormant"
+        assert all(removed[p]["kind"] == "inject" for p in dead_files)
+        # the attacher is done (its lock is free): what it left for its process goes too
+        out = cli("ps")
+        assert out.returncode == 0, out.stderr
+        assert "Removed 2 leftover file(s)" in out.stdout and str(live.pid) in out.stdout
+        assert not os.path.exists(busy) and not os.path.exists(abandoned)
+        # what is still in use, or not memtui's, stays; the live marker still wakes its agent
+        assert all(map(os.path.exists, unrelated + [marker[live.pid],
+                                                    paths.dormant_path(live.pid, runtime_dir)]))
+        assert os.path.exists(os.path.join(runtime_dir, "%d.inject.lock" % live.pid))
+        assert attach_mod.dormant_signal(live.pid) == (signal.SIGUSR2, None)
+        # a marker an earlier process with this PID left (another start time) goes as well
+        with open(marker[live.pid]) as fh:
+            body = json.load(fh)
+        body["start_ticks"] -= 1
+        with open(marker[live.pid], "w") as fh:
+            json.dump(body, fh)
+        doc = json.loads(cli("ps", "--json").stdout)
+        assert [c["reason"] for c in doc["cleaned"]] == [
+            "dormant marker of an earlier process with this PID"]
+        assert not os.path.exists(marker[live.pid])
+    finally:
+        del os.environ["MEMTUI_RUNTIME_DIR"]
+
+
+def test_the_injection_lock_survives_ps_removing_its_file(runtime_dir):
+    """An attacher that opened the lock file just before `memtui ps` removed it (its process
+    had exited) must not lock a file nobody else can see: it locks the one at the path."""
+    import fcntl
+    import threading
+
+    os.environ["MEMTUI_RUNTIME_DIR"] = runtime_dir
+    try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        lock_path = os.path.join(runtime_dir, "%d.inject.lock" % gone.pid)
+        inside, leave = threading.Event(), threading.Event()
+
+        def second_attacher():
+            with inject.target_lock(gone.pid):
+                inside.set()
+                leave.wait(10)
+
+        with inject.target_lock(gone.pid):
+            waiter = threading.Thread(target=second_attacher, daemon=True)
+            waiter.start()  # it opens the file and waits for our lock
+            time.sleep(0.3)
+            assert not inside.is_set()
+            os.unlink(lock_path)  # what ps does, holding the lock, for an exited PID
+        assert inside.wait(5)
+        fd = os.open(lock_path, os.O_RDONLY)  # the file at the path is the one it holds
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+            leave.set()
+            waiter.join(5)
+    finally:
+        del os.environ["MEMTUI_RUNTIME_DIR"]
 
 
 def _stats_or_none(cli, pid: int):

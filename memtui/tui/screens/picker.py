@@ -199,7 +199,7 @@ class PickerScreen(ModalScreen):
         if dormant:
             parts.append("%d dormant" % dormant)
         parts.append("%d Python process%s without one" % (others, "" if others == 1 else "es"))
-        cleaned: List[Any] = list(found.get("cleaned") or ())
+        cleaned: List[Any] = [c for c in found.get("cleaned") or () if c.get("kind") == "socket"]
         if cleaned:
             parts.append("removed %d stale socket%s" % (len(cleaned),
                                                         "" if len(cleaned) == 1 else "s"))
