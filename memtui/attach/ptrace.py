@@ -21,6 +21,7 @@ import errno
 import os
 import signal
 import struct
+import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -110,6 +111,26 @@ def syscall_of(pid: int, tid: int) -> Optional[int]:
     return nr if nr >= 0 else None
 
 
+_HELD = threading.Condition()
+_held_count = [0]  # threads of other processes this process holds right now
+
+
+def _holding(change: int) -> None:
+    with _HELD:
+        _held_count[0] += change
+        _HELD.notify_all()
+
+
+def wait_released(timeout: float) -> bool:
+    """Wait until this process holds no thread of another (True), or *timeout* seconds (False).
+
+    A process that exits while it holds a thread in the middle of a call leaves that thread
+    running our registers (the kernel detaches it as it is), which kills the target: anything
+    that ends this process on purpose (os._exit) waits here first."""
+    with _HELD:
+        return _HELD.wait_for(lambda: _held_count[0] == 0, timeout)
+
+
 class Tracee:
     """One seized thread. Use as a context manager: the thread is interrupted on entry and
     detached on exit, whatever happened in between."""
@@ -125,7 +146,12 @@ class Tracee:
 
     # lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> "Tracee":
-        _ptrace(PTRACE_SEIZE, self.tid)
+        _holding(+1)
+        try:
+            _ptrace(PTRACE_SEIZE, self.tid)
+        except BaseException:
+            _holding(-1)
+            raise
         self.seized = True
         try:
             _ptrace(PTRACE_INTERRUPT, self.tid)
@@ -170,6 +196,8 @@ class Tracee:
             except PtraceError as exc:
                 if exc.errno != errno.ESRCH:  # a thread that exited needs no detaching
                     raise
+            finally:
+                _holding(-1)
             for sig in self.signals:  # withheld while we held the thread: send them on now
                 try:
                     os.kill(self.pid, sig)

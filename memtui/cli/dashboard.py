@@ -128,6 +128,11 @@ class SignalsCloseDashboard:
     def _close(self, signum: int) -> None:
         close_app(self.app)
         if not self._closed.wait(CLOSE_GRACE):
+            # An injection (the picker's, on a worker thread) may be holding a thread of its
+            # target mid-call: exiting now would leave that thread running our registers.
+            ptrace = sys.modules.get("memtui.attach.ptrace")
+            if ptrace is not None:
+                ptrace.wait_released(ptrace.STOP_GRACE + 5)
             os._exit(128 + signum)  # noqa: SLF001 - the terminal is gone; nothing to restore
 
     def __exit__(self, *exc: Any) -> None:

@@ -72,3 +72,49 @@ def test_signals_arriving_while_a_thread_is_held_are_sent_on(launch):
     wait_for(lambda: "GOT USR1" in target.lines and "GOT USR2" in target.lines, timeout=10,
              message="both signals delivered")
     _ticks_go_on(target)
+
+
+# What ends memtui while an injection holds a thread: the picker injects on a worker thread, and
+# SIGTERM/SIGHUP close it, ending the process after CLOSE_GRACE if the app does not close.
+_ENDED_MID_CALL = r"""
+import os, signal, sys, threading, time
+from memtui.attach import elf, ptrace
+from memtui.cli.dashboard import CLOSE_GRACE, SignalsCloseDashboard
+
+class NeverCloses:  # an app whose terminal is gone: closing it hangs
+    def call_from_thread(self, *args):
+        pass
+
+pid = int(sys.argv[1])
+sleep = elf.resolve(pid, ["sleep"], prefer=("libc",))["sleep"]
+held = threading.Event()
+
+def inject():
+    with ptrace.Tracee(pid, pid, timeout=30) as tracee:
+        held.set()
+        tracee.call(sleep, (int(CLOSE_GRACE) + 2,))  # the target runs our call past the grace
+    print("RELEASED", flush=True)
+
+with SignalsCloseDashboard(NeverCloses()):
+    threading.Thread(target=inject, daemon=True).start()
+    held.wait(10)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+"""
+
+
+def test_memtui_ended_by_a_signal_mid_call_first_gives_the_thread_back(launch, agent_env):
+    import subprocess
+    import sys
+
+    from memtui.cli.dashboard import CLOSE_GRACE
+
+    target = launch("sleep")
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", _ENDED_MID_CALL, str(target.pid)],
+                         env=agent_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 128 + 15, out.stderr  # ended by the close path's os._exit
+    assert "RELEASED" in out.stdout  # ... only once the call was over and the thread restored
+    assert time.monotonic() - started > CLOSE_GRACE + 1
+    _ticks_go_on(target)  # without the wait the target ran on into address 0 and died
+    assert "Traceback" not in target.stop()
