@@ -3,10 +3,12 @@
 Why our own instead of gdb: an inferior call in gdb 13 fails on CPUs with AMX state ("Couldn't
 write extended state status") and leaves the interrupted syscall returning -ERESTARTNOHAND to
 the program — a `time.sleep` in the target raised OSError 514 when we tried. This module saves
-and restores only what it changes: the general registers (PTRACE_GETREGS/SETREGS) and the SSE/x87
-state (PTRACE_GETFPREGS/SETFPREGS). The callers pick threads where that is all there is to keep
-(a thread blocked in a system call has no live vector registers: all are caller-saved across the
-libc wrapper).
+and restores the general registers (PTRACE_GETREGS/SETREGS) and the whole extended state — x87,
+SSE, AVX, AVX-512, AMX — as the kernel's XSAVE buffer (PTRACE_GETREGSET/SETREGSET NT_X86_XSTATE,
+written back at exactly the size read: the kernel refuses any other size with EFAULT, gdb's
+"Bad address"), falling back to the SSE/x87 state (PTRACE_GETFPREGS/SETFPREGS) where that is not
+available. A thread blocked in a system call has no live vector registers anyway (all are
+caller-saved across the libc wrapper); a main thread stopped between two bytecodes may.
 
 Every path ends detached: PTRACE_SEIZE (no SIGSTOP, no PTRACE_O_EXITKILL) means that even if this
 process dies the kernel detaches and the thread resumes — only the short window inside a call
@@ -27,6 +29,8 @@ from typing import Dict, List, Optional, Sequence
 
 PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
 PTRACE_GETFPREGS, PTRACE_SETFPREGS = 14, 15
+PTRACE_GETREGSET, PTRACE_SETREGSET, NT_X86_XSTATE = 0x4204, 0x4205, 0x202
+XSTATE_MAX = 1 << 17  # bytes; the XSAVE area with AMX tiles is about 11 KiB
 PTRACE_CONT, PTRACE_DETACH = 7, 17
 PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
 PTRACE_EVENT_STOP = 128
@@ -139,7 +143,7 @@ class Tracee:
         self.pid, self.tid, self.timeout = pid, tid, timeout
         self.seized = False
         self.saved: Optional[bytes] = None
-        self.saved_fp: Optional[bytes] = None
+        self.saved_fp: Optional[tuple] = None  # (regset, bytes): see _getfpregs
         self.signals: List[int] = []  # real signals that arrived while we held the thread
         self.stopped_at = 0.0
         self.held_s = 0.0  # how long the thread was stopped, for the pause measurement
@@ -294,14 +298,35 @@ class Tracee:
         buf = ctypes.create_string_buffer(raw, 27 * 8)
         _ptrace(PTRACE_SETREGS, self.tid, 0, ctypes.addressof(buf))
 
-    def _getfpregs(self) -> Optional[bytes]:
+    def _getfpregs(self) -> Optional[tuple]:
+        """(NT_X86_XSTATE, the XSAVE buffer) or, without it, (0, the 512-byte FXSAVE area)."""
+        buf = ctypes.create_string_buffer(XSTATE_MAX)
+        iov = _IoVec(ctypes.addressof(buf), XSTATE_MAX)
+        try:
+            _ptrace(PTRACE_GETREGSET, self.tid, NT_X86_XSTATE, ctypes.addressof(iov))
+            return NT_X86_XSTATE, buf.raw[:iov.len]
+        except PtraceError:
+            pass
         buf = ctypes.create_string_buffer(512)
         try:
             _ptrace(PTRACE_GETFPREGS, self.tid, 0, ctypes.addressof(buf))
         except PtraceError:
             return None
-        return buf.raw
+        return 0, buf.raw
 
-    def _setfpregs(self, raw: bytes) -> None:
+    def _setfpregs(self, saved: tuple) -> None:
+        kind, raw = saved
+        if kind == NT_X86_XSTATE:
+            buf = ctypes.create_string_buffer(raw, len(raw))
+            iov = _IoVec(ctypes.addressof(buf), len(raw))
+            try:
+                _ptrace(PTRACE_SETREGSET, self.tid, NT_X86_XSTATE, ctypes.addressof(iov))
+                return
+            except PtraceError:
+                raw = raw[:512]  # the XSAVE buffer starts with the FXSAVE area: keep that much
         buf = ctypes.create_string_buffer(raw, 512)
         _ptrace(PTRACE_SETFPREGS, self.tid, 0, ctypes.addressof(buf))
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]

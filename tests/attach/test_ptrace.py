@@ -52,6 +52,36 @@ def test_a_plain_call_returns_its_value_and_restores_the_thread(launch):
     assert "Traceback" not in target.stop()
 
 
+def _cpu_has(flag: str) -> bool:
+    with open("/proc/cpuinfo") as fh:
+        return any(line.startswith("flags") and flag in line.split() for line in fh)
+
+
+@pytest.mark.skipif(not _cpu_has("avx"), reason="no AVX registers on this CPU")
+def test_a_call_gives_back_the_whole_vector_state_not_only_sse(launch):
+    """The upper halves of the YMM registers (AVX) live outside the 512-byte FXSAVE area: a
+    call that changes them must not leave them changed (a thread stopped between two bytecodes
+    may be using them)."""
+    avx = slice(576, 576 + 256)  # YMM_Hi128 in the standard XSAVE layout
+    target = launch("loop")
+    getpid = elf.resolve(target.pid, ["getpid"], prefer=("libc",))["getpid"]
+    with ptrace.Tracee(target.pid, target.pid) as tracee:
+        original = tracee.saved_fp
+        assert original[0] == ptrace.NT_X86_XSTATE and len(original[1]) > 576 + 256
+        state = bytearray(original[1])
+        state[avx] = bytes(range(256))  # as if the thread held these when we stopped it
+        state[512] |= 0b100  # XSTATE_BV: the AVX component is in use
+        tracee._setfpregs((ptrace.NT_X86_XSTATE, bytes(state)))  # noqa: SLF001
+        tracee.saved_fp = tracee._getfpregs()  # noqa: SLF001 - what detach/call give back
+        assert tracee.saved_fp[1][avx] == bytes(range(256))
+        tracee._setfpregs(original)  # noqa: SLF001 - the call "clobbers" them
+        assert tracee.call(getpid, ()) == target.pid
+        assert tracee._getfpregs()[1][avx] == bytes(range(256))  # noqa: SLF001 - given back
+        tracee.saved_fp = original  # the thread leaves with what it really had
+    _ticks_go_on(target)
+    assert "Traceback" not in target.stop()
+
+
 def test_signals_arriving_while_a_thread_is_held_are_sent_on(launch):
     target = launch("signals")
     sleep = elf.resolve(target.pid, ["sleep"], prefer=("libc",))["sleep"]
