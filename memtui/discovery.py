@@ -9,7 +9,7 @@ import os
 import re
 import signal
 import stat
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import paths
 from .client import AgentClient, find_socket, process_name
@@ -18,9 +18,14 @@ from .protocol import AgentError, NoAgent, NoSuchProcess
 
 def remove_stale_socket(path: str) -> bool:
     """Unlink *path* only if it is still a socket we own (never a file someone planted)."""
+    return _remove_own(path, stat.S_ISSOCK)
+
+
+def _remove_own(path: str, is_kind: Callable[[int], bool] = stat.S_ISREG) -> bool:
+    """Unlink *path* only if it is of that kind (not a symlink) and ours."""
     try:
         st = os.lstat(path)
-        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
+        if is_kind(st.st_mode) and st.st_uid == os.geteuid():
             os.unlink(path)
             return True
     except OSError:
@@ -161,7 +166,7 @@ def remove_leftovers(directory: str) -> List[Dict[str, Any]]:
             stale = idle[pid]
             reason = "injection file of an exited process" if not alive else \
                 "status of an injection its attacher gave up on"
-        if stale and _remove_own_file(path):
+        if stale and _remove_own(path):
             removed.append({"pid": pid, "path": path, "kind": kind.split(".")[0].split("-")[0],
                             "reason": reason})
     return removed
@@ -174,17 +179,6 @@ def _marker_ticks(path: str) -> Any:
         return marker.get("start_ticks") if isinstance(marker, dict) else None
     except (OSError, ValueError):
         return None
-
-
-def _remove_own_file(path: str) -> bool:
-    try:
-        st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
-            os.unlink(path)
-            return True
-    except OSError:
-        pass
-    return False
 
 
 def _lock_free(path: str) -> bool:
@@ -213,7 +207,7 @@ def _remove_lock(path: str) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return _remove_own_file(path)
+        return _remove_own(path)
     except OSError:
         return False
     finally:
