@@ -75,22 +75,41 @@ def _exists(path: str) -> bool:
 def find_socket(pid: int) -> Optional[str]:
     """The agent socket of *pid*: in our runtime dir, else in the one the target's env names.
 
-    PermissionRefused when no candidate exists and one could not be looked up.
+    A socket made before *pid* started belongs to an earlier process with that PID (one killed
+    before it could remove it): the other place is preferred then. PermissionRefused when no
+    candidate exists and one could not be looked up.
     """
     candidates: List[str] = [paths.socket_path(pid)]
     theirs = paths.target_runtime_dir(pid)
-    if theirs:
+    if theirs and paths.socket_path(pid, theirs) != candidates[0]:
         candidates.append(paths.socket_path(pid, theirs))
     refused: Optional[PermissionRefused] = None
+    found: List[str] = []
     for path in candidates:
         try:
             if _exists(path):
-                return path
+                found.append(path)
         except PermissionRefused as exc:
             refused = refused or exc
+    started = paths.start_time(pid)
+    for path in found:
+        if started is None or _made_at(path) >= started - CLOCK_SLACK:
+            return path
+    if found:
+        return found[0]  # all older than the process: the caller reports the stale socket
     if refused is not None:
         raise refused
     return None
+
+
+CLOCK_SLACK = 2.0  # seconds: start times from /proc are in clock ticks, file times in ns
+
+
+def _made_at(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except OSError:
+        return float("inf")
 
 
 def runtime_dir_problem(pid: int) -> Optional[str]:

@@ -50,6 +50,19 @@ def start_ticks(pid: int) -> Optional[int]:
         return None
 
 
+def start_time(pid: int) -> Optional[float]:
+    """When *pid* started, in seconds since the epoch (boot time + its start ticks)."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    try:
+        with open("/proc/stat", "rb") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
 def private_problem(path: str, kind: str) -> Optional[str]:
     """Why *path* is not a private ``kind`` ("directory" or "socket") of ours, or None if it is.
 

@@ -211,6 +211,34 @@ def test_socket_behind_a_directory_we_cannot_search_is_refused_not_missing(start
         assert "belongs to another user" in result and "\n" not in result, (name, result)
 
 
+def test_a_socket_older_than_its_process_gives_way_to_the_one_in_the_targets_own_dir(
+        start_target, runtime_dir, tmp_path, monkeypatch):
+    """An earlier process with the same PID was killed and left its socket in our runtime dir;
+    the process now running that PID serves in the runtime dir its environment names."""
+    import socket
+    import time
+
+    t = start_target()  # serves in runtime_dir, which its environment names
+    ours = str(tmp_path / "ours")
+    os.makedirs(ours, mode=0o700)
+    monkeypatch.setenv("MEMTUI_RUNTIME_DIR", ours)
+    stale = os.path.join(ours, "%d.sock" % t.pid)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(stale)
+    s.close()
+    os.chmod(stale, 0o600)
+    # made now (after the target started): it might be the target's, so it is tried first
+    assert find_socket(t.pid) == stale
+    with pytest.raises(NoAgent, match="stale socket"):
+        AgentClient(pid=t.pid).connect()
+    # made an hour before the target started: not the target's
+    made = time.time() - 3600
+    os.utime(stale, (made, made))
+    assert find_socket(t.pid) == t.socket
+    with AgentClient(pid=t.pid) as c:
+        assert c.path == t.socket and c.server_pid == t.pid
+
+
 def test_huge_pid_is_no_such_process():
     for pid in (2 ** 31, 99999999999, 2 ** 80):
         with pytest.raises(NoSuchProcess, match=r"^No process with PID %d\.$" % pid):
