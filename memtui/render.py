@@ -82,12 +82,25 @@ def key_stats(kind: str, stats: Mapping[str, Any]) -> List[str]:
     return (preferred + rest)[:MAX_COMPONENT_STATS]
 
 
+def short_command(command: Any, width: Optional[int] = None) -> str:
+    """A command line to show: on one line, its program by name only (``python3.11 app.py``,
+    not ``/root/.pyenv/versions/3.11.7/bin/python3.11 app.py``) so that what tells processes
+    apart survives a narrow column; cut to *width* characters with an ellipsis."""
+    words = str(command or "").split()
+    if words and "/" in words[0].rstrip("/"):
+        words[0] = words[0].rstrip("/").rsplit("/", 1)[1]
+    line = " ".join(words)
+    if width is not None and len(line) > width:
+        line = line[:width - 1] + "…"
+    return line
+
+
 def header_text(info: Mapping[str, Any], command: str = "") -> Text:
     py = info.get("python") or {}
     text = Text()
     text.append("PID %s" % info.get("pid", "?"), style="bold")
     if command:
-        text.append("  " + (command if len(command) <= 60 else command[:59] + "…"), style="cyan")
+        text.append("  " + short_command(command, 60), style="cyan")
     text.append("  env %s  Python %s  agent %s" % (info.get("env", "?"), py.get("version", "?"),
                                                     info.get("agent_version", "?")))
     return text
@@ -190,9 +203,9 @@ def stats_view(stats: Mapping[str, Any], info: Optional[Mapping[str, Any]] = Non
     return Group(*parts)
 
 
-def _one_line(text: Optional[str]) -> Text:
-    """A cell that is cut with an ellipsis rather than wrapped when the column shrinks."""
-    return Text(text or "?", no_wrap=True, overflow="ellipsis")
+def _command_cell(command: Any) -> Text:
+    """A command cell, cut with an ellipsis rather than wrapped when the column shrinks."""
+    return Text(short_command(command) or "?", no_wrap=True, overflow="ellipsis")
 
 
 def ps_tables(agents: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str, Any]]) -> Group:
@@ -204,10 +217,10 @@ def ps_tables(agents: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str,
                          min_width=None if name == "command" else MIN_WIDTH.get(name, 6))
     for a in agents:
         if a.get("error"):
-            table.add_row(str(a["pid"]), _one_line(a.get("command")), Text(a["error"], style="red"),
-                          "", "", "")
+            table.add_row(str(a["pid"]), _command_cell(a.get("command")),
+                          Text(a["error"], style="red"), "", "", "")
         else:
-            table.add_row(str(a["pid"]), _one_line(a.get("command")), fmt_bytes(a.get("rss")),
+            table.add_row(str(a["pid"]), _command_cell(a.get("command")), fmt_bytes(a.get("rss")),
                           str(a.get("env", "?")), str(a.get("python", "?")),
                           fmt_duration(a.get("uptime")))
     parts: List[RenderableType] = [table if agents else Text("No agents running.", style="dim")]
@@ -221,7 +234,7 @@ def ps_tables(agents: Sequence[Mapping[str, Any]], others: Sequence[Mapping[str,
         for o in others:
             state = Text("dormant (%s)" % o["dormant"], style="yellow") if o.get("dormant") \
                 else Text("none", style="dim")
-            other.add_row(str(o["pid"]), _one_line(o.get("command")), fmt_bytes(o.get("rss")),
+            other.add_row(str(o["pid"]), _command_cell(o.get("command")), fmt_bytes(o.get("rss")),
                           state)
         parts.append(other)
     return Group(*parts)
@@ -274,9 +287,9 @@ def external_header(fig: Mapping[str, Any]) -> Text:
     """``PID 123  command  Python 3.11  user root  up 3m02s`` (no agent: no env, no version)."""
     text = Text()
     text.append("PID %s" % fig.get("pid", "?"), style="bold")
-    command = str(fig.get("command") or "")
+    command = short_command(fig.get("command"), 40)
     if command:
-        text.append("  " + (command if len(command) <= 40 else command[:39] + "…"), style="cyan")
+        text.append("  " + command, style="cyan")
     python = fig.get("python")
     if python:
         text.append("  Python %s" % python)
@@ -344,7 +357,7 @@ def children_table(fig: Mapping[str, Any], limit: int = TOP_CHILDREN) -> Optiona
     table.add_column("command", ratio=1)
     for child in children:
         table.add_row(str(child.get("pid")), fmt_bytes(child.get("rss")),
-                      _one_line(child.get("command")))
+                      _command_cell(child.get("command")))
     return table
 
 

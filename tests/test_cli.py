@@ -144,6 +144,12 @@ def test_ps_lists_the_target(start_target, cli):
     assert target.pid not in [o["pid"] for o in doc["others"]]
     table = cli("ps", env={"COLUMNS": "160"})
     assert str(target.pid) in table.stdout and "staging" in table.stdout
+    # the JSON keeps the whole command line; the table names the program, not its path (which
+    # would fill a narrow column)
+    assert row["command"].startswith(sys.executable)
+    (line,) = [ln for ln in cli("ps", env={"COLUMNS": "80"}).stdout.splitlines()
+               if ln.split()[:1] == [str(target.pid)]]
+    assert line.split()[1] == os.path.basename(sys.executable), line
 
 
 def test_ps_lists_python_without_agent(cli, agent_env):

@@ -1,5 +1,5 @@
 """Pure formatting of agent figures for the interim live view."""
-from memtui.render import fmt_value
+from memtui.render import fmt_value, short_command
 
 
 def test_nested_counts_show_only_what_happened():
@@ -26,3 +26,12 @@ def test_health_line_and_open_alerts_lead_the_stats_view():
     console = Console(width=100, record=True)
     console.print(stats_view({"process": {}, "memory": {}, "heap": {}}))
     assert "health" not in console.export_text()
+
+
+def test_a_command_is_shown_by_program_name_on_one_line():
+    cmd = "/root/.pyenv/versions/3.11.7/bin/python3.11  /srv/app/worker.py\n--queue jobs"
+    assert short_command(cmd) == "python3.11 /srv/app/worker.py --queue jobs"
+    assert short_command(cmd, 20) == "python3.11 /srv/app…" and len(short_command(cmd, 20)) == 20
+    assert short_command("gunicorn: worker [app]") == "gunicorn: worker [app]"  # no path
+    assert short_command("./run.sh -x") == "run.sh -x"
+    assert short_command("/") == "/" and short_command("") == "" and short_command(None) == ""

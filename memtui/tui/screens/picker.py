@@ -21,7 +21,7 @@ from ... import attach as attaching
 from ... import discovery
 from ...client import AgentClient
 from ...protocol import AgentError, sentence
-from ...render import fmt_bytes, fmt_duration
+from ...render import fmt_bytes, fmt_duration, short_command
 from ..app import MemtuiApp
 from ..widgets.keyed_table import KeyedTable, cell
 
@@ -70,7 +70,7 @@ def choices(found: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Tuple
             cell(pid, sort=pid), agent, cell(fmt_bytes(a.get("rss")), sort=a.get("rss")),
             str(a.get("python") or ""), cell(fmt_duration(a.get("uptime")),
                                              sort=a.get("uptime")),
-            Text(choice.command, no_wrap=True, overflow="ellipsis")))
+            Text(short_command(choice.command), no_wrap=True, overflow="ellipsis")))
     for o in found.get("others") or ():
         pid = int(o["pid"])
         choice = Choice(pid, _one_line(o.get("command")), dormant=bool(o.get("dormant")))
@@ -79,8 +79,8 @@ def choices(found: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Tuple
         rows["other-%d" % pid] = (choice, (
             cell(pid, sort=(1 << 32) + pid), state,
             cell(fmt_bytes(o.get("rss")), sort=o.get("rss")), "", "",
-            Text(choice.command, style="" if choice.dormant else "dim", no_wrap=True,
-                 overflow="ellipsis")))
+            Text(short_command(choice.command), style="" if choice.dormant else "dim",
+                 no_wrap=True, overflow="ellipsis")))
     return rows
 
 
@@ -110,7 +110,7 @@ class InjectScreen(ModalScreen):
 
     @property
     def question(self) -> str:
-        command = self.command if len(self.command) <= 60 else self.command[:59] + "…"
+        command = short_command(self.command, 60)
         return ("Inject the memtui agent into PID %d (Python %s, %s)? It starts the agent on a "
                 "new thread of that process." % (self.plan.pid, self.plan.python or "?",
                                                   command))

@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from ...render import fmt_bytes, fmt_duration
+from ...render import fmt_bytes, fmt_duration, short_command
 from ..model import Connection, Sample
 
 CONNECTION_STYLE = {"live": "green", "connecting": "yellow", "lost": "bold red"}
@@ -40,7 +40,7 @@ def header_lines(sample: Optional[Sample], connection: Connection, interval: flo
         one.append("  env ")
         one.append(str(info.get("env") or "-"), style="bold")
     if command:
-        one.append("  " + " ".join(command.split()), style="cyan")
+        one.append("  " + short_command(command), style="cyan")
     two = Text(no_wrap=True, overflow="ellipsis")
     health = (stats.get("health") or {}).get("score")
     if external:
