@@ -9,7 +9,7 @@ import os
 import re
 import signal
 import stat
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import paths
 from .client import AgentClient, find_socket, process_name
@@ -18,14 +18,9 @@ from .protocol import AgentError, NoAgent, NoSuchProcess
 
 def remove_stale_socket(path: str) -> bool:
     """Unlink *path* only if it is still a socket we own (never a file someone planted)."""
-    return _remove_own(path, stat.S_ISSOCK)
-
-
-def _remove_own(path: str, is_kind: Callable[[int], bool] = stat.S_ISREG) -> bool:
-    """Unlink *path* only if it is of that kind (not a symlink) and ours."""
     try:
         st = os.lstat(path)
-        if is_kind(st.st_mode) and st.st_uid == os.geteuid():
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
             os.unlink(path)
             return True
     except OSError:
@@ -128,10 +123,14 @@ def remove_leftovers(directory: str) -> List[Dict[str, Any]]:
 
     A marker goes when its process has exited or its PID now names another process (another
     start time). An injection's files go when the process has exited; a status file also goes
-    while it runs once no attacher holds its lock (written after the attacher gave up). Only regular
-    files of ours are touched, and a lock file only while we hold it.
+    while it runs once no attacher holds its lock (written after the attacher gave up). Nothing
+    is done in a runtime directory that is not private; only regular files of ours are opened
+    (never blocking: no FIFO, no symlink), and a file is unlinked only while the path still
+    names the file we examined (a lock file only while we hold its lock).
     """
     removed: List[Dict[str, Any]] = []
+    if paths.private_problem(directory, "directory"):
+        return removed
     try:
         names = sorted(os.listdir(directory))
     except OSError:
@@ -144,71 +143,93 @@ def remove_leftovers(directory: str) -> List[Dict[str, Any]]:
         pid, kind = int(match.group(1)), match.group(2)
         path = os.path.join(directory, name)
         alive = paths.pid_alive(pid)
-        if kind == "dormant":
-            stale = not alive or _marker_ticks(path) != paths.start_ticks(pid)
-            reason = "dormant marker of an exited process" if not alive else \
-                "dormant marker of an earlier process with this PID"
-        elif kind.startswith("dormant."):
-            stale, reason = not alive, "half-written dormant marker of an exited process"
-        elif kind == "inject.lock":
-            if alive:
-                continue
-            if _remove_lock(path):
-                removed.append({"pid": pid, "path": path, "kind": "inject",
-                                "reason": "injection lock of an exited process"})
+        if alive and (kind == "inject.lock" or kind.startswith("dormant.") or kind.endswith(".py")):
+            continue  # in use, being written, or (3.14) still to be read by a timed-out attach
+        fd = _open_own(path)
+        if fd is None:
             continue
-        elif kind.endswith(".py") and alive:
-            continue  # a 3.14 target may read the script of a timed-out attach yet
-        else:
-            if pid not in idle:
-                idle[pid] = not alive or _lock_free(os.path.join(directory,
-                                                                  "%d.inject.lock" % pid))
-            stale = idle[pid]
-            reason = "injection file of an exited process" if not alive else \
-                "status of an injection its attacher gave up on"
-        if stale and _remove_own(path):
-            removed.append({"pid": pid, "path": path, "kind": kind.split(".")[0].split("-")[0],
-                            "reason": reason})
+        try:
+            if kind == "dormant":
+                stale = not alive or _marker_of_another(fd, pid)
+                reason = "dormant marker of an exited process" if not alive else \
+                    "dormant marker of an earlier process with this PID"
+            elif kind.startswith("dormant."):
+                stale, reason = True, "half-written dormant marker of an exited process"
+            elif kind == "inject.lock":
+                stale, reason = _lock_taken(fd), "injection lock of an exited process"
+            else:
+                if pid not in idle:
+                    idle[pid] = not alive or _lock_free(os.path.join(directory,
+                                                                      "%d.inject.lock" % pid))
+                stale = idle[pid]
+                reason = "injection file of an exited process" if not alive else \
+                    "status of an injection its attacher gave up on"
+            if stale and _unlink_if_same(path, fd):
+                removed.append({"pid": pid, "path": path,
+                                "kind": kind.split(".")[0].split("-")[0], "reason": reason})
+        finally:
+            os.close(fd)
     return removed
 
 
-def _marker_ticks(path: str) -> Any:
+def _open_own(path: str) -> Optional[int]:
+    """A descriptor on *path* if it is a regular file of ours, else None; never blocks (a FIFO
+    planted there is opened non-blocking, then refused) and never follows a symlink."""
     try:
-        with open(path) as fh:
-            marker = json.load(fh)
-        return marker.get("start_ticks") if isinstance(marker, dict) else None
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _unlink_if_same(path: str, fd: int) -> bool:
+    """Unlink *path* only while it still names the file open on *fd*."""
+    try:
+        ours, now = os.fstat(fd), os.lstat(path)
+        if (ours.st_dev, ours.st_ino) == (now.st_dev, now.st_ino):
+            os.unlink(path)
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def _marker_of_another(fd: int, pid: int) -> bool:
+    """The marker open on *fd* names another start time than *pid*'s: an earlier process with
+    that PID wrote it. A marker that cannot be read is kept (it may be this process's)."""
+    try:
+        marker = json.loads(os.read(fd, 4096))
+    except (OSError, ValueError):
+        return False
+    ticks = marker.get("start_ticks") if isinstance(marker, dict) else None
+    now = paths.start_ticks(pid)
+    return ticks is not None and now is not None and ticks != now
+
+
+def _lock_taken(fd: int) -> bool:
+    """Take the lock on *fd* if nobody holds it (kept until *fd* is closed)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 def _lock_free(path: str) -> bool:
     """No attacher holds the injection lock at *path* (or there is none)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return True
-    except OSError:
+    fd = _open_own(path)
+    if fd is None:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _remove_lock(path: str) -> bool:
-    """Unlink a lock file while holding it (an attacher that opened it before checks, after
-    locking, that it is still the file at its path: see attach.inject.target_lock)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return _remove_own(path)
-    except OSError:
-        return False
+        return _lock_taken(fd)
     finally:
         os.close(fd)

@@ -294,13 +294,18 @@ def target_lock(pid: int) -> Iterator[None]:
     directory = paths.ensure_private_dir(paths.runtime_dir())
     path = os.path.join(directory, "%d.inject.lock" % pid)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:  # `memtui ps` may have removed the file (its process exited) before we locked it
-            if os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # `memtui ps` may have removed the file (its process exited) before we locked it
+            ours, now = os.fstat(fd), os.lstat(path)
+            if (ours.st_dev, ours.st_ino) == (now.st_dev, now.st_ino):
                 break
         except FileNotFoundError:
             pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
     try:
         yield
