@@ -142,6 +142,7 @@ class Tracee:
     def __init__(self, pid: int, tid: int, timeout: float = 2.0) -> None:
         self.pid, self.tid, self.timeout = pid, tid, timeout
         self.seized = False
+        self._counted = False  # counted in _held_count (see wait_released)
         self.saved: Optional[bytes] = None
         self.saved_fp: Optional[tuple] = None  # (regset, bytes): see _getfpregs
         self.signals: List[int] = []  # real signals that arrived while we held the thread
@@ -151,10 +152,11 @@ class Tracee:
     # lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> "Tracee":
         _holding(+1)
+        self._counted = True
         try:
             _ptrace(PTRACE_SEIZE, self.tid)
         except BaseException:
-            _holding(-1)
+            self._uncount()
             raise
         self.seized = True
         try:
@@ -183,8 +185,14 @@ class Tracee:
         if event == 0 and sig not in (signal.SIGSTOP, signal.SIGTRAP) and sig not in FAULTS:
             self.signals.append(sig)
 
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            _holding(-1)
+
     def detach(self) -> None:
-        if not self.seized:
+        if not self.seized:  # never seized, or the thread ended while we held it
+            self._uncount()
             return
         self.seized = False
         try:
@@ -201,7 +209,7 @@ class Tracee:
                 if exc.errno != errno.ESRCH:  # a thread that exited needs no detaching
                     raise
             finally:
-                _holding(-1)
+                self._uncount()
             for sig in self.signals:  # withheld while we held the thread: send them on now
                 try:
                     os.kill(self.pid, sig)
@@ -261,9 +269,10 @@ class Tracee:
                 self._note_signal(sig, event)  # withheld now, sent on after the detach
                 _ptrace(PTRACE_CONT, self.tid, 0, 0)
         finally:
-            self._setregs(self.saved)
-            if self.saved_fp is not None:
-                self._setfpregs(self.saved_fp)
+            if self.seized:  # else the thread ended meanwhile: nothing to put back
+                self._setregs(self.saved)
+                if self.saved_fp is not None:
+                    self._setfpregs(self.saved_fp)
 
     # ptrace plumbing ---------------------------------------------------------------------------
     def _wait_stop(self, timeout: float, interrupt: bool = False) -> tuple:
