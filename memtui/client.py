@@ -102,7 +102,7 @@ def find_socket(pid: int) -> Optional[str]:
     return None
 
 
-CLOCK_SLACK = 2.0  # seconds: start times from /proc are in clock ticks, file times in ns
+CLOCK_SLACK = 1.0  # seconds: a start time is known to a clock tick; the wall clock may be set
 
 
 def _made_at(path: str) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from typing import Iterator, Mapping, Optional, Tuple
 
 SOCKET_SUFFIX = ".sock"
@@ -51,16 +52,17 @@ def start_ticks(pid: int) -> Optional[int]:
 
 
 def start_time(pid: int) -> Optional[float]:
-    """When *pid* started, in seconds since the epoch (boot time + its start ticks)."""
+    """When *pid* started, in seconds since the epoch: its start ticks are counted on the boot
+    clock, so now minus how long ago that was on the same clock (to a clock tick, where
+    /proc/stat's btime is rounded to the second)."""
     ticks = start_ticks(pid)
     if ticks is None:
         return None
     try:
-        with open("/proc/stat", "rb") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, StopIteration, IndexError):
+        ago = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError):  # not Linux
         return None
+    return time.time() - ago
 
 
 def private_problem(path: str, kind: str) -> Optional[str]:

@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-from conftest import ROOT, memtui_cmd, wait_for
+from conftest import ROOT, TARGETS, memtui_cmd, wait_for
 
 MiB = 1024 * 1024
 
@@ -145,11 +145,12 @@ def test_ps_lists_the_target(start_target, cli):
     table = cli("ps", env={"COLUMNS": "160"})
     assert str(target.pid) in table.stdout and "staging" in table.stdout
     # the JSON keeps the whole command line; the table names the program, not its path (which
-    # would fill a narrow column)
+    # would fill a narrow column). Wide, so that other tests' agents cannot squeeze the column.
     assert row["command"].startswith(sys.executable)
-    (line,) = [ln for ln in cli("ps", env={"COLUMNS": "80"}).stdout.splitlines()
+    (line,) = [ln for ln in cli("ps", env={"COLUMNS": "400"}).stdout.splitlines()
                if ln.split()[:1] == [str(target.pid)]]
-    assert line.split()[1] == os.path.basename(sys.executable), line
+    assert line.split()[1:3] == [os.path.basename(sys.executable),
+                                 str(TARGETS / "service.py")], line
 
 
 def test_ps_lists_python_without_agent(cli, agent_env):
