@@ -164,7 +164,7 @@ def test_a_report_from_an_agent_counts_what_it_could_compare():
         "suspects": [], "snapshots": ["a", "b", "c", "d"], "min_snapshots": 3,
         "incomplete": ["b"], "skipped": [{"id": "z", "error": "ValueError: bad"}]})
     assert (report["comparable"], report["incomplete"]) == (2, ["b"])
-    line = cli_snapshot._cannot_judge(report)
+    line = cli_snapshot.cannot_judge(report)
     assert "2 snapshots comparable, at least 3 needed" in line
     assert "1 census stopped at the time budget; 1 snapshot unreadable" in line
 
